@@ -1,0 +1,109 @@
+"""The data contract shared by every stage: column names, reasons, partition layout.
+
+Keeping these in one place means the generator, the validator, the publisher and
+the tests cannot drift apart.
+
+>>> partition_value("north/east")
+'north%2Feast'
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+#: Columns every landing file must carry, in the order `generate` writes them.
+LANDING_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "sale_date",
+    "store_id",
+    "region",
+    "product",
+    "quantity",
+    "unit_price",
+)
+
+#: Row-level quarantine reasons, in priority order: a row failing several checks
+#: is quarantined with the first one that applies.
+ROW_REASONS: tuple[str, ...] = (
+    "malformed_row",
+    "missing_field",
+    "bad_date",
+    "date_mismatch",
+    "bad_quantity",
+    "bad_price",
+    "unknown_region",
+    "duplicate_transaction",
+)
+
+#: Why a whole landing file can be rejected (copied to quarantine/files).
+FILE_REASONS: tuple[str, ...] = (
+    "empty_file",
+    "bad_encoding",
+    "missing_columns",
+    "unreadable",
+    "unsupported_file_type",
+)
+
+#: Extra columns carried by quarantine rows so nothing is lost.
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    *LANDING_COLUMNS,
+    "raw_line",
+    "reason",
+    "source_file",
+    "source_line",
+)
+
+#: Columns stored in curated files; sale_date and region live in the partition path.
+CURATED_FILE_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "store_id",
+    "product",
+    "quantity",
+    "unit_price",
+    "total",
+    "ticket_size",
+)
+
+TICKET_SIZES: tuple[str, ...] = ("small", "medium", "large")
+#: Lower bounds of the medium and large ticket sizes (line total, currency units).
+TICKET_BOUNDS: tuple[float, float] = (100.0, 500.0)
+
+MART_COLUMNS: tuple[str, ...] = (
+    "region",
+    "revenue",
+    "units",
+    "transactions",
+    "avg_ticket",
+    "small_tickets",
+    "medium_tickets",
+    "large_tickets",
+)
+
+LANDING_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+
+# Layout of the warehouse, relative to its root.
+CURATED = "curated/sales"
+QUARANTINE_ROWS = "quarantine/sales"
+QUARANTINE_FILES = "quarantine/files"
+MARTS = "marts/region_daily"
+MANIFESTS = "manifests"
+STAGING = "_staging"
+PREFECT_RESULTS = "_prefect/results"
+PREFECT_CACHE_KEYS = "_prefect/cache-keys"
+
+#: Datasets replaced as a whole partition when a day is (re)published.
+DAY_DATASETS: tuple[str, ...] = (CURATED, QUARANTINE_ROWS, QUARANTINE_FILES, MARTS)
+
+
+def partition_value(value: str) -> str:
+    """Encode a value for a hive path segment (what pyarrow and DuckDB decode)."""
+    return quote(str(value), safe="")
+
+
+def day_partition(sale_date: str) -> str:
+    return f"sale_date={sale_date}"
+
+
+def manifest_name(sale_date: str) -> str:
+    return f"sale_date={sale_date}.json"
+

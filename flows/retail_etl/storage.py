@@ -1,0 +1,123 @@
+"""One way to reach local folders and S3 alike, through fsspec.
+
+Every path the pipeline handles is a URL string (a local absolute path or
+``s3://bucket/prefix``); `location` turns it into a filesystem plus a path.
+
+>>> loc = location("/tmp/wh")
+>>> loc.join("curated", "sales")
+'/tmp/wh/curated/sales'
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .settings import Settings
+
+
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def normalize(url: str) -> str:
+    """Absolute local paths (so Dask workers agree on them), URLs unchanged."""
+    if is_remote(url):
+        return url.rstrip("/")
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    return os.path.abspath(os.path.expanduser(url))
+
+
+@dataclass(frozen=True)
+class Location:
+    """A root URL with the filesystem that serves it."""
+
+    url: str
+    fs: Any
+
+    @property
+    def root(self) -> str:
+        return self.fs._strip_protocol(self.url) if is_remote(self.url) else self.url
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def url_of(self, path: str) -> str:
+        """The full URL of a path on this filesystem (for task arguments)."""
+        return self.fs.unstrip_protocol(path) if is_remote(self.url) else path
+
+
+def location(url: str, settings: Settings | None = None) -> Location:
+    url = normalize(url)
+    if is_remote(url):
+        options = (settings or Settings()).storage_options()
+        fs, _ = fsspec.core.url_to_fs(url, **options)
+    else:
+        fs = fsspec.filesystem("file")
+    return Location(url=url, fs=fs)
+
+
+def file_identity(fs: Any, path: str) -> dict[str, Any]:
+    """Size plus ETag or modification time: what changes when a file is rewritten."""
+    info = fs.info(path)
+    identity: dict[str, Any] = {"size": int(info.get("size") or 0)}
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        identity["etag"] = str(etag).strip('"')
+    else:
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+        identity["mtime"] = str(mtime)
+    return identity
+
+
+def write_bytes(fs: Any, path: str, data: bytes) -> None:
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_json(fs: Any, path: str, payload: Any) -> None:
+    write_bytes(fs, path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(fs: Any, path: str) -> Any:
+    with fs.open(path, "rb") as handle:
+        return json.load(handle)
+
+
+def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table) -> None:
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    write_bytes(fs, path, sink.getvalue())
+
+
+def read_parquet_dir(fs: Any, path: str) -> pd.DataFrame:
+    """All Parquet files directly under `path` as one DataFrame."""
+    files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
+    tables = [pq.read_table(p, filesystem=fs) for p in files]
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+
+
+def replace_tree(fs: Any, staged: str, final: str) -> None:
+    """Make `final` hold exactly what `staged` holds (or nothing if staged is absent)."""
+    if fs.exists(final):
+        fs.rm(final, recursive=True)
+    if fs.exists(staged):
+        fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        fs.mv(staged, final, recursive=True)
+
+
+def remove_tree(fs: Any, path: str) -> None:
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

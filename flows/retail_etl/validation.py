@@ -1,0 +1,162 @@
+"""Row-level validation: split a day's raw rows into clean typed rows and quarantine rows.
+
+The checks are a pandera schema whose check names are the quarantine reasons; a
+row failing several checks gets the first reason in `ROW_REASONS` order.
+Duplicates are judged last, among rows that passed everything else, so the
+first valid occurrence of a transaction_id is the one published.
+
+>>> import pandas as pd
+>>> from datetime import date
+>>> raw = pd.DataFrame({
+...     "transaction_id": ["t1", "t1", "t2", "t3"], "sale_date": ["2024-01-15"] * 4,
+...     "store_id": ["s1"] * 4, "region": ["north"] * 4, "product": ["tea"] * 4,
+...     "quantity": ["2", "2", "-1", "3"], "unit_price": ["1.5", "1.5", "2", "x"],
+...     "source_line": [2, 3, 4, 5], "raw_line": [None] * 4, "source_file": ["s1.csv"] * 4})
+>>> clean, quarantine = split_rows(raw, Rules(run_date=date(2024, 1, 15)))
+>>> clean["transaction_id"].tolist(), quarantine["reason"].tolist()
+(['t1'], ['duplicate_transaction', 'bad_quantity', 'bad_price'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from .contract import LANDING_COLUMNS, QUARANTINE_COLUMNS, ROW_REASONS
+
+_PRIORITY = {reason: rank for rank, reason in enumerate(ROW_REASONS)}
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a valid row looks like for one run date."""
+
+    run_date: date
+    max_quantity: int = 10_000
+    max_unit_price: float = 100_000.0
+    regions: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_quantity <= 0 or self.max_unit_price <= 0:
+            raise ValueError("max_quantity and max_unit_price must be positive")
+        if self.regions is not None and not self.regions:
+            raise ValueError("regions must be None (accept any) or a non-empty set")
+
+
+def _is_iso_date(values: pd.Series) -> pd.Series:
+    shaped = values.str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
+    parsed = pd.to_datetime(values.where(shaped), format="%Y-%m-%d", errors="coerce")
+    return shaped & parsed.notna()
+
+
+def _is_whole_number(values: pd.Series) -> pd.Series:
+    return values.notna() & np.isfinite(values) & (values == np.floor(values))
+
+
+def field_schema(rules: Rules) -> pa.DataFrameSchema:
+    """Per-field checks; each check's name is the quarantine reason it produces."""
+    present = pa.Check(lambda s: s.str.len() > 0, name="missing_field")
+    columns: dict[str, pa.Column] = {name: pa.Column(checks=[present]) for name in LANDING_COLUMNS}
+    columns["sale_date"] = pa.Column(
+        checks=[
+            present,
+            pa.Check(_is_iso_date, name="bad_date"),
+            pa.Check(lambda s: s == rules.run_date.isoformat(), name="date_mismatch"),
+        ]
+    )
+    if rules.regions is not None:
+        allowed = sorted(rules.regions)
+        columns["region"] = pa.Column(checks=[present, pa.Check(lambda s: s.isin(allowed), name="unknown_region")])
+    columns["quantity_value"] = pa.Column(
+        float,
+        nullable=True,
+        checks=[
+            pa.Check(_is_whole_number, name="bad_quantity", ignore_na=False),
+            pa.Check(lambda s: s > 0, name="bad_quantity"),
+            pa.Check(lambda s: s <= rules.max_quantity, name="bad_quantity"),
+        ],
+    )
+    columns["unit_price_value"] = pa.Column(
+        float,
+        nullable=True,
+        checks=[
+            pa.Check(lambda s: s.notna() & np.isfinite(s), name="bad_price", ignore_na=False),
+            pa.Check(lambda s: s > 0, name="bad_price"),
+            pa.Check(lambda s: s <= rules.max_unit_price, name="bad_price"),
+        ],
+    )
+    return pa.DataFrameSchema(columns, name="landing_rows")
+
+
+UNIQUE_TRANSACTIONS = pa.DataFrameSchema(
+    {"transaction_id": pa.Column(unique=True, report_duplicates="exclude_first")},
+    name="unique_transactions",
+)
+
+
+def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    """(index, check) pairs of failed checks; empty when the frame passes."""
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+        return cases.loc[cases["index"].notna(), ["index", "check"]]
+    return pd.DataFrame({"index": pd.Series(dtype="int64"), "check": pd.Series(dtype="str")})
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def row_reasons(raw: pd.DataFrame, rules: Rules) -> pd.Series:
+    """The quarantine reason of each row of `raw` (missing for rows that pass)."""
+    reasons = pd.Series(pd.NA, index=raw.index, dtype="str")
+    reasons[raw["raw_line"].notna()] = "malformed_row"
+    fields = raw.loc[reasons.isna(), list(LANDING_COLUMNS)].apply(lambda column: column.str.strip())
+    fields["quantity_value"] = _numeric(fields["quantity"])
+    fields["unit_price_value"] = _numeric(fields["unit_price"])
+
+    failures = _failures(field_schema(rules), fields)
+    if len(failures):
+        ranks = failures["check"].map(_PRIORITY)
+        if ranks.isna().any():
+            unknown = sorted(failures.loc[ranks.isna(), "check"].astype(str).unique())
+            raise RuntimeError(f"validation failed outside the reason vocabulary: {unknown}")
+        first = ranks.groupby(failures["index"].astype("int64")).min()
+        reasons.loc[first.index] = np.asarray(ROW_REASONS, dtype=object)[first.to_numpy(dtype="int64")]
+
+    passing = fields.loc[reasons.loc[fields.index].isna(), ["transaction_id"]]
+    duplicates = _failures(UNIQUE_TRANSACTIONS, passing)
+    reasons.loc[duplicates["index"].astype("int64").unique()] = "duplicate_transaction"
+    return reasons
+
+
+def split_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean typed rows and quarantine rows; together they account for every input row."""
+    reasons = row_reasons(raw, rules)
+    bad = reasons.notna()
+
+    quarantine = raw.loc[bad, [c for c in QUARANTINE_COLUMNS if c != "reason"]].copy()
+    quarantine["reason"] = reasons[bad]
+    quarantine = quarantine[list(QUARANTINE_COLUMNS)].reset_index(drop=True)
+    quarantine["source_line"] = quarantine["source_line"].astype("int64")
+
+    good = raw.loc[~bad, list(LANDING_COLUMNS)]
+    clean = pd.DataFrame(
+        {
+            "transaction_id": good["transaction_id"].str.strip(),
+            "sale_date": pd.Series([rules.run_date] * len(good), index=good.index, dtype="object"),
+            "store_id": good["store_id"].str.strip(),
+            "region": good["region"].str.strip(),
+            "product": good["product"].str.strip(),
+            "quantity": _numeric(good["quantity"]).astype("int64"),
+            "unit_price": _numeric(good["unit_price"]),
+        }
+    ).reset_index(drop=True)
+    return clean, quarantine

@@ -1,0 +1,94 @@
+"""Staged writes and the all-or-nothing replacement of one published day.
+
+A run writes every output under ``_staging/<run_id>/`` first. Only when all of
+them exist does `StagedDay.commit` swap each day partition in and write the
+manifest last, so a run that dies half way leaves the previous day untouched
+(and readers skip ``_``-prefixed folders, so staging never shows up in queries).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from .contract import (
+    CURATED,
+    CURATED_FILE_COLUMNS,
+    DAY_DATASETS,
+    MANIFESTS,
+    MARTS,
+    QUARANTINE_FILES,
+    QUARANTINE_ROWS,
+    STAGING,
+    day_partition,
+    manifest_name,
+    partition_value,
+)
+from .storage import Location, remove_tree, replace_tree, write_bytes, write_json, write_parquet
+
+
+class StagedDay:
+    """The outputs of one run for one sale date, staged until `commit`."""
+
+    def __init__(self, warehouse: Location, sale_date: str, run_id: str) -> None:
+        if not run_id or "/" in run_id:
+            raise ValueError(f"run_id must be a non-empty path segment, got {run_id!r}")
+        self.warehouse = warehouse
+        self.sale_date = sale_date
+        self.run_id = run_id
+        self.staging_root = warehouse.join(STAGING, run_id)
+
+    @property
+    def fs(self) -> Any:
+        return self.warehouse.fs
+
+    def staged(self, dataset: str) -> str:
+        return posixpath.join(self.staging_root, dataset, day_partition(self.sale_date))
+
+    def final(self, dataset: str) -> str:
+        return self.warehouse.join(dataset, day_partition(self.sale_date))
+
+    def region_dir(self, region: str) -> str:
+        return posixpath.join(self.staged(CURATED), f"region={partition_value(region)}")
+
+    def write_curated(self, enriched: pd.DataFrame) -> dict[str, str]:
+        """One Parquet file per region; returns region -> staged partition URL."""
+        paths: dict[str, str] = {}
+        for region, rows in enriched.groupby("region", sort=True, observed=True):
+            directory = self.region_dir(str(region))
+            write_parquet(self.fs, posixpath.join(directory, f"{self.run_id}.parquet"),
+                          rows[list(CURATED_FILE_COLUMNS)].reset_index(drop=True))
+            paths[str(region)] = self.warehouse.url_of(directory)
+        return paths
+
+    def write_quarantine(self, quarantine: pd.DataFrame) -> None:
+        if len(quarantine):
+            write_parquet(self.fs, posixpath.join(self.staged(QUARANTINE_ROWS), f"{self.run_id}.parquet"), quarantine)
+
+    def write_rejected_file(self, name: str, data: bytes) -> str:
+        """Keep an unreadable landing file byte for byte; returns where it will be published."""
+        write_bytes(self.fs, posixpath.join(self.staged(QUARANTINE_FILES), name), data)
+        return posixpath.join(self.final(QUARANTINE_FILES), name)
+
+    def write_mart(self, mart: pd.DataFrame) -> None:
+        if len(mart):
+            write_parquet(self.fs, posixpath.join(self.staged(MARTS), f"{self.run_id}.parquet"), mart)
+
+    def commit(self, manifest: dict, datasets: Iterable[str] = DAY_DATASETS) -> str:
+        """Replace the day's partitions with the staged ones, then publish the manifest."""
+        for dataset in datasets:
+            replace_tree(self.fs, self.staged(dataset), self.final(dataset))
+        staged_manifest = posixpath.join(self.staging_root, MANIFESTS, manifest_name(self.sale_date))
+        final_manifest = self.warehouse.join(MANIFESTS, manifest_name(self.sale_date))
+        write_json(self.fs, staged_manifest, manifest)
+        self.fs.makedirs(posixpath.dirname(final_manifest), exist_ok=True)
+        self.fs.mv(staged_manifest, final_manifest)
+        self.abort()
+        return self.warehouse.url_of(final_manifest)
+
+    def abort(self) -> None:
+        """Drop everything staged by this run."""
+        remove_tree(self.fs, self.staging_root)
