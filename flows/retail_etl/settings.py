@@ -68,14 +68,25 @@ class Settings(BaseSettings):
             value = [str(part).strip() for part in value if str(part).strip()] or None
         return value
 
-    def storage_options(self) -> dict[str, Any]:
-        """fsspec options for s3:// URLs (endpoint and credentials when given)."""
+    def storage_options(self, credentials: bool = True) -> dict[str, Any]:
+        """fsspec options for s3:// URLs: endpoint and region, and credentials unless told not to."""
         options: dict[str, Any] = {}
         if self.s3_endpoint_url:
             options["endpoint_url"] = self.s3_endpoint_url
-        if self.s3_access_key_id and self.s3_secret_access_key:
+        if credentials and self.s3_access_key_id and self.s3_secret_access_key:
             options["key"] = self.s3_access_key_id.get_secret_value()
             options["secret"] = self.s3_secret_access_key.get_secret_value()
         if self.s3_region:
             options["client_kwargs"] = {"region_name": self.s3_region}
         return options
+
+    def aws_environment(self) -> dict[str, str]:
+        """The standard AWS variables for our S3 settings, for code that builds its own S3 client
+        (Prefect's saved result-storage block holds no credentials)."""
+        env: dict[str, str] = {}
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            env["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id.get_secret_value()
+            env["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key.get_secret_value()
+        if self.s3_region:
+            env["AWS_DEFAULT_REGION"] = self.s3_region
+        return env

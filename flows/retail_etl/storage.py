@@ -60,8 +60,10 @@ class Location:
 def location(url: str, settings: Settings | None = None) -> Location:
     url = normalize(url)
     if is_remote(url):
-        options = (settings or Settings()).storage_options()
-        fs, _ = fsspec.core.url_to_fs(url, **options)
+        settings = settings or Settings()
+        for name, value in settings.aws_environment().items():
+            os.environ.setdefault(name, value)  # for Prefect's result storage in this process
+        fs, _ = fsspec.core.url_to_fs(url, **settings.storage_options())
     else:
         fs = fsspec.filesystem("file")
     return Location(url=url, fs=fs)
@@ -104,6 +106,7 @@ def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table) -> None:
 
 def read_parquet_dir(fs: Any, path: str) -> pd.DataFrame:
     """All Parquet files directly under `path` as one DataFrame."""
+    fs.invalidate_cache(path)
     files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
     tables = [pq.read_table(p, filesystem=fs) for p in files]
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
