@@ -12,6 +12,7 @@ local server itself and hands its URL to the workers. Likewise a command with no
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -62,7 +63,8 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer(port=_free_port())
-    server.start(timeout=SERVER_STARTUP_TIMEOUT)
+    with _environment(PREFECT_SERVER_ANALYTICS_ENABLED=os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
+        server.start(timeout=SERVER_STARTUP_TIMEOUT)  # a throwaway local server does not phone home
     try:
         with _environment(PREFECT_API_URL=server.api_url), temporary_settings({PREFECT_API_URL: server.api_url}):
             try:
@@ -97,7 +99,8 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, **kwargs: Any
     """A process-based LocalCluster whose workers share this process's Prefect API."""
     from distributed import LocalCluster
 
-    kwargs.setdefault("dashboard_address", None)
+    kwargs.setdefault("dashboard_address", ":0")
+    kwargs.setdefault("silence_logs", logging.WARNING)
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
@@ -125,6 +128,7 @@ def dask_scheduler(settings: Settings | None = None) -> Iterator[str]:
     if settings.dask_address:
         yield settings.dask_address
         return
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler runs in this process
     with local_cluster(settings.dask_workers, settings.dask_threads_per_worker) as cluster:
         with _environment(RETAIL_ETL_DASK_ADDRESS=cluster.scheduler_address):
             yield cluster.scheduler_address
