@@ -44,9 +44,11 @@ FILE_REASONS: tuple[str, ...] = (
     "unsupported_file_type",
 )
 
-#: Extra columns carried by quarantine rows so nothing is lost.
+#: Quarantine rows: every landing field as the string it arrived as, the raw line of
+#: malformed rows, and where it came from. The arrived sale_date is kept as
+#: `raw_sale_date` because `sale_date` is the partition key (the run's date).
 QUARANTINE_COLUMNS: tuple[str, ...] = (
-    *LANDING_COLUMNS,
+    *("raw_sale_date" if column == "sale_date" else column for column in LANDING_COLUMNS),
     "raw_line",
     "reason",
     "source_file",

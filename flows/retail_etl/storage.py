@@ -25,12 +25,14 @@ import pyarrow.parquet as pq
 from .settings import Settings
 
 
-def is_remote(url: str) -> bool:
+def is_remote(url: str | os.PathLike) -> bool:
+    url = os.fspath(url)
     return "://" in url and not url.startswith("file://")
 
 
-def normalize(url: str) -> str:
+def normalize(url: str | os.PathLike) -> str:
     """Absolute local paths (so Dask workers agree on them), URLs unchanged."""
+    url = os.fspath(url)
     if is_remote(url):
         return url.rstrip("/")
     if url.startswith("file://"):
@@ -57,7 +59,7 @@ class Location:
         return self.fs.unstrip_protocol(path) if is_remote(self.url) else path
 
 
-def location(url: str, settings: Settings | None = None) -> Location:
+def location(url: str | os.PathLike, settings: Settings | None = None) -> Location:
     url = normalize(url)
     if is_remote(url):
         settings = settings or Settings()

@@ -142,7 +142,7 @@ def split_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFr
     reasons = row_reasons(raw, rules)
     bad = reasons.notna()
 
-    quarantine = raw.loc[bad, [c for c in QUARANTINE_COLUMNS if c != "reason"]].copy()
+    quarantine = raw.loc[bad].rename(columns={"sale_date": "raw_sale_date"})
     quarantine["reason"] = reasons[bad]
     quarantine = quarantine[list(QUARANTINE_COLUMNS)].reset_index(drop=True)
     quarantine["source_line"] = quarantine["source_line"].astype("int64")

@@ -1,0 +1,97 @@
+"""Shared real services for the tests: one Prefect API, one moto S3 server, one Dask cluster.
+
+Order matters: the Dask workers are spawned after the Prefect API and the S3
+settings exist, so they inherit both (exactly as the CLI does it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Keep Prefect's home (profiles, local DB of any CLI run) out of the user's ~/.prefect.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="retail-etl-prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real temporary Prefect server (prefect_test_harness) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from retail_etl.runtime import current_api_url
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield current_api_url()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, as s3fs's own test suite runs it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                      "AWS_DEFAULT_REGION", "RETAIL_ETL_S3_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1", RETAIL_ETL_S3_ENDPOINT_URL=endpoint)
+    yield endpoint
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_api, s3_endpoint):
+    """A real process-based LocalCluster whose workers report to the session's Prefect API."""
+    from retail_etl.runtime import local_cluster
+
+    with local_cluster(n_workers=2, threads_per_worker=1) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """A fresh bucket per test; returns its s3:// URL."""
+    import boto3
+
+    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{free_port()}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture
+def run_day(dask_address):
+    """Run daily_sales_etl on the shared cluster; returns the manifest (or the state with return_state)."""
+    from prefect_dask import DaskTaskRunner
+
+    from retail_etl.flows import daily_sales_etl
+
+    flow = daily_sales_etl.with_options(task_runner=DaskTaskRunner(address=dask_address))
+
+    def run(sale_date: str, landing: str, warehouse: str, **kwargs):
+        return flow(run_date=sale_date, landing=str(landing), warehouse=str(warehouse), **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def tmp_dirs(tmp_path: Path):
+    return tmp_path / "landing", tmp_path / "warehouse"
