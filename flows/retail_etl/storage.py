@@ -114,13 +114,22 @@ def read_parquet_dir(fs: Any, path: str) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
 
-def replace_tree(fs: Any, staged: str, final: str) -> None:
-    """Make `final` hold exactly what `staged` holds (or nothing if staged is absent)."""
-    if fs.exists(final):
-        fs.rm(final, recursive=True)
-    if fs.exists(staged):
-        fs.makedirs(posixpath.dirname(final), exist_ok=True)
-        fs.mv(staged, final, recursive=True)
+def move_tree(fs: Any, source: str, target: str) -> None:
+    """Move every file under `source` to the same place under `target` (which must not exist).
+
+    Locally this is one directory rename; on object stores it is a copy and delete
+    per object, listed fresh so a stale listing cache cannot name vanished keys.
+    """
+    fs.invalidate_cache()
+    if not fs.exists(source):
+        return
+    fs.makedirs(posixpath.dirname(target), exist_ok=True)
+    if not is_remote(fs.unstrip_protocol(source)):
+        os.replace(source, target)
+        return
+    for path in fs.find(source):
+        fs.mv(path, posixpath.join(target, posixpath.relpath(path, source)))
+    fs.invalidate_cache()
 
 
 def remove_tree(fs: Any, path: str) -> None:

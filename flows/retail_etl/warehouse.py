@@ -27,7 +27,7 @@ from .contract import (
     manifest_name,
     partition_value,
 )
-from .storage import Location, remove_tree, replace_tree, write_bytes, write_json, write_parquet
+from .storage import Location, move_tree, remove_tree, write_bytes, write_json, write_parquet
 
 
 class StagedDay:
@@ -78,16 +78,35 @@ class StagedDay:
             write_parquet(self.fs, posixpath.join(self.staged(MARTS), f"{self.run_id}.parquet"), mart)
 
     def commit(self, manifest: dict, datasets: Iterable[str] = DAY_DATASETS) -> str:
-        """Replace the day's partitions with the staged ones, then publish the manifest."""
-        for dataset in datasets:
-            replace_tree(self.fs, self.staged(dataset), self.final(dataset))
-        staged_manifest = posixpath.join(self.staging_root, MANIFESTS, manifest_name(self.sale_date))
-        final_manifest = self.warehouse.join(MANIFESTS, manifest_name(self.sale_date))
-        write_json(self.fs, staged_manifest, manifest)
-        self.fs.makedirs(posixpath.dirname(final_manifest), exist_ok=True)
-        self.fs.mv(staged_manifest, final_manifest)
+        """Swap the staged day partitions in, then publish the manifest.
+
+        Old partitions are parked under the staging prefix first; if anything
+        fails, every swap is undone (new data back to staging, old data back in
+        place), so a retry starts from the same state and readers never see a
+        half-replaced day for longer than the swap itself.
+        """
+        swapped: list[str] = []
+        try:
+            for dataset in datasets:
+                move_tree(self.fs, self.final(dataset), self.parked(dataset))
+                swapped.append(dataset)
+                move_tree(self.fs, self.staged(dataset), self.final(dataset))
+            staged_manifest = posixpath.join(self.staging_root, MANIFESTS, manifest_name(self.sale_date))
+            final_manifest = self.warehouse.join(MANIFESTS, manifest_name(self.sale_date))
+            write_json(self.fs, staged_manifest, manifest)
+            self.fs.makedirs(posixpath.dirname(final_manifest), exist_ok=True)
+            self.fs.mv(staged_manifest, final_manifest)
+        except BaseException:
+            for dataset in reversed(swapped):
+                move_tree(self.fs, self.final(dataset), self.staged(dataset))
+                move_tree(self.fs, self.parked(dataset), self.final(dataset))
+            raise
         self.abort()
         return self.warehouse.url_of(final_manifest)
+
+    def parked(self, dataset: str) -> str:
+        """Where the previously published partition waits while the new one moves in."""
+        return posixpath.join(self.staging_root, "_replaced", dataset, day_partition(self.sale_date))
 
     def abort(self) -> None:
         """Drop everything staged by this run."""
