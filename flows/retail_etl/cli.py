@@ -32,7 +32,7 @@ def _parse_date(value: Optional[str]) -> Optional[date]:
         raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
 
 
-DateOption = Annotated[Optional[str], typer.Option(help="Sale date, YYYY-MM-DD.")]
+DateOption = Annotated[Optional[str], typer.Option("--date", help="Sale date, YYYY-MM-DD (default: yesterday).")]
 LandingOption = Annotated[Optional[str], typer.Option(help="Landing root: path or s3://bucket/prefix [RETAIL_ETL_LANDING].")]
 WarehouseOption = Annotated[Optional[str], typer.Option(help="Warehouse root: path or s3://bucket/prefix [RETAIL_ETL_WAREHOUSE].")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail the day if a landing file cannot be read.")]
