@@ -98,3 +98,31 @@ def test_rejected_file_survives_pickling():
 
     error = pickle.loads(pickle.dumps(RejectedFile("bad_encoding", "x.csv")))
     assert (error.reason, error.detail) == ("bad_encoding", "x.csv")
+
+
+def test_header_names_ignore_case_and_surrounding_spaces():
+    data = b"Transaction_ID, sale_date ,STORE_ID,region,product,quantity,unit_price\nt1,2024-01-15,S1,north,tea,1,2\n"
+    frame = read_landing_bytes(data, "S1.csv")
+    assert frame[["transaction_id", "sale_date", "store_id"]].values.tolist() == [["t1", "2024-01-15", "S1"]]
+
+
+def test_duplicate_header_columns_are_rejected():
+    data = HEADER + b",quantity\nt1,2024-01-15,S1,north,tea,1,2,3\n"
+    with pytest.raises(RejectedFile, match="twice"):
+        read_landing_bytes(data, "S1.csv")
+
+
+def test_utf16_is_a_bad_encoding():
+    with pytest.raises(RejectedFile) as caught:
+        read_landing_bytes(csv(b"t1,2024-01-15,S1,north,tea,1,2").decode().encode("utf-16"), "S1.csv")
+    assert caught.value.reason == "bad_encoding"
+
+
+def test_quoted_newlines_and_unterminated_quotes_keep_exact_lines():
+    data = csv(b't1,2024-01-15,S1,north,"tea', b'bag",1,2', b"t2,2024-01-15,S1,north,tea,1,2", b"",
+               b't3,2024-01-15,S1,north,"tea,1,2')
+    frame = read_landing_bytes(data, "S1.csv")
+    assert frame["transaction_id"].tolist()[:2] == ["t1", "t2"]
+    assert frame["product"].tolist()[0] == "tea\nbag"
+    assert frame["source_line"].tolist() == [2, 4, 6]
+    assert frame["raw_line"].tolist()[2] == 't3,2024-01-15,S1,north,"tea,1,2'

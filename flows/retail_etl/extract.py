@@ -13,6 +13,7 @@ back at the source. Rows with the wrong number of fields are kept too, as
 
 from __future__ import annotations
 
+import csv
 import io
 import posixpath
 
@@ -60,15 +61,30 @@ def _check_columns(present: list[str], name: str) -> None:
         raise RejectedFile("missing_columns", f"{name} lacks {', '.join(missing)}")
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+def _header_names(data: bytes, name: str) -> list[str]:
+    """The header's column names as pyarrow will see them (quotes removed, spaces kept)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise RejectedFile("bad_encoding", f"{name} is UTF-16; landing files must be UTF-8")
     if b"\x00" in data[:65536]:
         raise RejectedFile("unreadable", f"{name} contains NUL bytes: binary, not CSV text")
     try:
         header = _header_line(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RejectedFile("bad_encoding", f"{name}: header is not UTF-8 ({exc.reason})") from None
-    columns = [field.strip().strip('"') for field in header.split(",")]
-    _check_columns(columns, name)
+    return next(csv.reader([header]), [])
+
+
+def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+    raw_names = _header_names(data, name)
+    by_name: dict[str, str] = {}
+    for raw in raw_names:
+        key = raw.strip().lower()
+        if key in LANDING_COLUMNS and key in by_name:
+            raise RejectedFile("unreadable", f"{name}: column {key!r} appears twice in the header")
+        by_name.setdefault(key, raw)
+    _check_columns(list(by_name), name)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
 
     malformed: list[tuple[int, str]] = []
 
@@ -82,8 +98,8 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
             read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(invalid_row_handler=keep_malformed),
             convert_options=pacsv.ConvertOptions(
-                column_types={column: pa.string() for column in columns},
-                include_columns=list(LANDING_COLUMNS),
+                column_types={raw: pa.string() for raw in raw_names},
+                include_columns=[by_name[column] for column in LANDING_COLUMNS],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -92,13 +108,15 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
         message = str(exc)
         reason = "bad_encoding" if "UTF8" in message or "utf-8" in message.lower() else "unreadable"
         raise RejectedFile(reason, f"{name}: {message.splitlines()[0]}") from None
+    table = table.rename_columns(list(LANDING_COLUMNS))
 
     lines = _nonblank_line_numbers(data)
     # pyarrow numbers rows among non-blank lines, header included, from 1.
     bad_rows = np.array([number - 1 for number, _ in malformed], dtype="int64")
     data_rows = np.setdiff1d(np.arange(1, len(lines)), bad_rows, assume_unique=True)
-    if len(data_rows) != table.num_rows:
-        raise RejectedFile("unreadable", f"{name}: could not map {table.num_rows} rows to lines")
+    if len(data_rows) != table.num_rows or b'"' in b"".join(text.encode() for _, text in malformed):
+        # A quoted field may span lines, so rows are not lines: take the exact (slower) path.
+        return _read_csv_exact(data, raw_names, by_name)
 
     frame = _as_string_frame(table)
     frame["source_line"] = lines[data_rows]
@@ -109,6 +127,30 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
         broken["raw_line"] = pd.Series([text for _, text in malformed], dtype="str")
         frame = pd.concat([frame, broken], ignore_index=True).sort_values("source_line", kind="stable")
     return frame.reset_index(drop=True)[list(RAW_COLUMNS)]
+
+
+def _read_csv_exact(data: bytes, raw_names: list[str], by_name: dict[str, str]) -> pd.DataFrame:
+    """Record-by-record parse that follows quoted newlines; source_line is a record's first line."""
+    text = data.decode("utf-8")
+    physical = text.splitlines()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader, None)
+    positions = [raw_names.index(by_name[column]) for column in LANDING_COLUMNS]
+    records: list[list] = []
+    start = reader.line_num + 1
+    for fields in reader:
+        end = reader.line_num
+        if fields:
+            if len(fields) == len(raw_names):
+                records.append([fields[position] for position in positions] + [start, None])
+            else:
+                records.append([None] * len(LANDING_COLUMNS) + [start, "\n".join(physical[start - 1:end])])
+        start = end + 1
+    frame = pd.DataFrame(records, columns=list(RAW_COLUMNS))
+    for column in (*LANDING_COLUMNS, "raw_line"):
+        frame[column] = frame[column].astype("str")
+    frame["source_line"] = frame["source_line"].astype("int64")
+    return frame
 
 
 def _header_line(data: bytes) -> bytes:
