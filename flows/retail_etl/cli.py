@@ -243,5 +243,93 @@ def demo(
                   f"print(pd.read_parquet('{warehouse}/curated/sales').head())\"")
 
 
+@app.command()
+def register(
+    environment: Annotated[str, typer.Option(help="Environment whose deployments to register (tag env:<name>).")],
+    prefect_file: Annotated[Path, typer.Option(help="The project's prefect.yaml.")] = Path("prefect.yaml"),
+    work_pool: Annotated[Optional[str], typer.Option(help="Use this pool for every deployment (default: prefect.yaml's).")] = None,
+    pool_type: Annotated[str, typer.Option(help="Work pool type to create: kubernetes, process, ...")] = "kubernetes",
+    base_job_template: Annotated[Optional[Path], typer.Option(help="JSON base job template to push into the pool.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Image reference for the deployments' jobs.")] = None,
+    working_directory: Annotated[Optional[str], typer.Option(help="Override the pull step's working directory.")] = None,
+    job_variables: Annotated[Optional[str], typer.Option(help="JSON object merged into every deployment's job variables.")] = None,
+    version: Annotated[Optional[str], typer.Option(help="Deployment version (default: the package version).")] = None,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+) -> None:
+    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
+    import json
+
+    from .register import RegistrationError, register_environment
+
+    try:
+        template = json.loads(base_job_template.read_text()) if base_job_template else None
+        overrides = json.loads(job_variables) if job_variables else None
+        result = register_environment(environment, prefect_file, pool_type=pool_type, base_job_template=template,
+                                      image=image, work_pool=work_pool, working_directory=working_directory,
+                                      job_variables=overrides, version=version, wait_timeout=wait_timeout)
+    except (RegistrationError, TimeoutError, OSError, ValueError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+    table = Table(title=f"registered environment {environment}")
+    table.add_column("what")
+    table.add_column("name")
+    table.add_column("result")
+    for pool, outcome in result["work_pools"].items():
+        table.add_row("work pool", pool, outcome)
+    table.add_row("result storage", result["result_storage"] or "local warehouse: none needed", "saved" if result["result_storage"] else "")
+    for deployment in result["deployments"]:
+        table.add_row("deployment", f"{deployment['flow_name']}/{deployment['name']}", f"pool {deployment['work_pool']}")
+    console.print(table)
+
+
+@app.command("make-buckets")
+def make_buckets(
+    buckets: Annotated[list[str], typer.Argument(help="Bucket names to create if missing.")],
+) -> None:
+    """Create S3 buckets on RETAIL_ETL_S3_ENDPOINT_URL (the chart's MinIO bucket Job)."""
+    from .storage import location
+
+    for bucket in buckets:
+        loc = location(f"s3://{bucket}")
+        if loc.fs.exists(bucket):
+            console.print(f"bucket {bucket}: exists")
+            continue
+        loc.fs.mkdir(bucket)
+        console.print(f"bucket {bucket}: created")
+
+
+@app.command()
+def promote(
+    source: Annotated[str, typer.Option("--from", help="Environment whose tested build to promote, e.g. dev.")],
+    target: Annotated[str, typer.Option("--to", help="Environment to promote it to, e.g. staging.")],
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the source's latest daily run did not complete.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")] = False,
+    prefect_file: Annotated[Path, typer.Option(help="prefect.yaml, used to create target deployments that do not exist yet.")] = Path("prefect.yaml"),
+) -> None:
+    """Give TARGET's deployments SOURCE's image and flow version, keeping TARGET's pool, namespace, storage and schedule.
+
+    Reads the source deployments from the Prefect API (PREFECT_API_URL). Refuses unless the
+    latest run of daily-sales-etl-SOURCE completed (--force overrides). Records the promotion in
+    the target's tags (promoted-from:SOURCE) and description.
+    """
+    from .promote import PromotionRefused
+    from .promote import promote as promote_build
+
+    try:
+        verdict, changes = promote_build(source, target, force=force, dry_run=dry_run, prefect_file=prefect_file)
+    except PromotionRefused as refusal:
+        _fail(f"promotion refused: {refusal}")
+    console.print(f"gate: {verdict}")
+    table = Table(title=f"promotion {source} -> {target}" + (" (dry run: nothing changed)" if dry_run else ""))
+    for column in ("deployment", "action", "field", "before", "after"):
+        table.add_column(column)
+    for change in changes:
+        if not change.fields:
+            table.add_row(change.target, change.action, "(no change)", "", "")
+        for index, (name, (before, after)) in enumerate(change.fields.items()):
+            table.add_row(change.target if index == 0 else "", change.action if index == 0 else "", name,
+                          str(before), str(after))
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()
