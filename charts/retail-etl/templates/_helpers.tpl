@@ -346,3 +346,45 @@ Cross-value checks; included by templates/validate.yaml.
 {{- $_ := include "retail-etl.authSecretName" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+checkov skips, as annotations of the object they apply to: checkov.io/skipN: CKV_ID=reason.
+Only checks that would fail for the rendered values are skipped.
+*/}}
+
+{{/* Image-related skips (JSON list). Usage: include "retail-etl.imageSkips" (dict "image" .Values.minio.image "path" "minio.image" "local" false) */}}
+{{- define "retail-etl.imageSkips" -}}
+{{- $skips := list -}}
+{{- if not .image.digest -}}
+{{- if .local -}}
+{{- $skips = append $skips (printf "CKV_K8S_43=The image is pinned by tag: locally built images loaded into kind/minikube have no registry digest; set %s.digest to pin one" .path) -}}
+{{- else -}}
+{{- $skips = append $skips (printf "CKV_K8S_43=The image is pinned by release tag; set %s.digest to pin a digest too" .path) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne .image.pullPolicy "Always" -}}
+{{- if .local -}}
+{{- $skips = append $skips (printf "CKV_K8S_15=IfNotPresent on purpose: the tag is pinned, and an image loaded into kind/minikube nodes is in no registry that Always could pull from (%s.pullPolicy)" .path) -}}
+{{- else -}}
+{{- $skips = append $skips (printf "CKV_K8S_15=IfNotPresent on purpose: the tag is pinned, so re-pulling on every start only adds a registry dependency (%s.pullPolicy)" .path) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $skips -}}
+{{- end -}}
+
+{{/* The retail-etl image's skips (JSON list). */}}
+{{- define "retail-etl.ownImageSkips" -}}
+{{- include "retail-etl.imageSkips" (dict "image" .Values.image "path" "image" "local" true) -}}
+{{- end -}}
+
+{{/* Skip of CKV_K8S_35 (secrets as files) for a program that reads its secrets from the environment. */}}
+{{- define "retail-etl.secretEnvSkip" -}}
+{{- printf "CKV_K8S_35=%s read from environment variables only; they reference Secrets (secretKeyRef/envFrom), no value is literal" . -}}
+{{- end -}}
+
+{{/* Renders a list of skips as annotations (nothing for an empty list). */}}
+{{- define "retail-etl.checkovSkips" -}}
+{{- range $i, $skip := . }}
+checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
+{{- end }}
+{{- end -}}
