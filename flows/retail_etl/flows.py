@@ -49,11 +49,16 @@ class StrictModeError(RuntimeError):
     """--strict and at least one landing file could not be read."""
 
 
-def default_run_date(settings: Settings) -> date:
-    """The day before the run's scheduled time, in the schedule's time zone."""
-    scheduled = flow_run.scheduled_start_time or datetime.now(tz=ZoneInfo("UTC"))
-    local = pd.Timestamp(scheduled).tz_convert(ZoneInfo(settings.schedule_timezone))
-    return local.date() - timedelta(days=1)
+def default_run_date(scheduled: datetime | None, timezone: str) -> date:
+    """The day before the scheduled time (now, if unscheduled), in the schedule's time zone.
+
+    >>> default_run_date(datetime(2024, 3, 10, 3, 30, tzinfo=ZoneInfo("UTC")), "America/New_York")
+    datetime.date(2024, 3, 8)
+    """
+    moment = pd.Timestamp(scheduled or datetime.now(tz=ZoneInfo("UTC")))
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return moment.tz_convert(ZoneInfo(timezone)).date() - timedelta(days=1)
 
 
 def _rules(run_date: date, settings: Settings) -> Rules:
@@ -104,7 +109,7 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
     """
     settings = Settings()
     logger = get_run_logger()
-    run_date = run_date or default_run_date(settings)
+    run_date = run_date or default_run_date(flow_run.scheduled_start_time, settings.schedule_timezone)
     sale_date = run_date.isoformat()
     landing = normalize(landing or settings.landing)
     warehouse = normalize(warehouse or settings.warehouse)
