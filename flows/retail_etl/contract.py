@@ -90,6 +90,8 @@ QUARANTINE_FILES = "quarantine/files"
 MARTS = "marts/region_daily"
 MANIFESTS = "manifests"
 STAGING = "_staging"
+#: Under a run's staging prefix: rows that passed the field checks, bucketed by transaction_id.
+CANDIDATES = "candidates"
 PREFECT_RESULTS = "_prefect/results"
 PREFECT_CACHE_KEYS = "_prefect/cache-keys"
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from .contract import LANDING_COLUMNS, LANDING_SUFFIXES
 
 #: Bump when extraction output changes, so cached extractions are not reused.
-EXTRACT_VERSION = "1"
+EXTRACT_VERSION = "2"
 
 RAW_COLUMNS: tuple[str, ...] = (*LANDING_COLUMNS, "source_line", "raw_line")
 

@@ -10,36 +10,31 @@ Run one day against a temporary local API and Dask cluster::
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import unmapped
 
 from .aggregate import mart_frame
 from .contract import ROW_REASONS
-from .extract import RejectedFile
 from .manifest import build_manifest
 from .runtime import dask_task_runner
 from .settings import Settings
 from .storage import location, normalize
 from .tasks import (
     aggregate_region,
-    cache_key_storage,
-    extract_file,
+    configured_extract,
     io_options,
-    landing_cache_key,
     list_landing_files,
+    publish_bucket,
     publish_manifest,
-    publish_staged,
-    quarantine_file,
     result_storage,
-    transform_rows,
-    validate_rows,
+    validate_files,
 )
 from .validation import Rules
 from .warehouse import StagedDay
@@ -70,22 +65,6 @@ def _rules(run_date: date, settings: Settings) -> Rules:
     )
 
 
-def _day_rows(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
-    """One frame of every accepted file's rows, in file-name then line order."""
-    if not frames:
-        from .extract import RAW_COLUMNS
-
-        empty = pd.DataFrame({column: pd.Series(dtype="str") for column in RAW_COLUMNS})
-        empty["source_line"] = empty["source_line"].astype("int64")
-        empty["source_file"] = pd.Series(dtype="str")
-        return empty
-    raw = pd.concat([frame for _, frame in frames], ignore_index=True)
-    lengths = [len(frame) for _, frame in frames]
-    codes = np.repeat(np.arange(len(frames)), lengths)
-    raw["source_file"] = pd.Categorical.from_codes(codes, categories=[url for url, _ in frames])
-    return raw
-
-
 def _quarantine_markdown(sale_date: str, manifest: dict) -> str:
     lines = [f"# Quarantine for {sale_date}", "",
              f"{manifest['rows_quarantined']} of {manifest['rows_in']} rows quarantined.", "",
@@ -97,6 +76,34 @@ def _quarantine_markdown(sale_date: str, manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_batches(sources: list, target_bytes: int) -> list[list[tuple[int, object]]]:
+    """Group files (numbered in name order) into batches of about `target_bytes`, for coarse Dask tasks.
+
+    >>> from types import SimpleNamespace as F
+    >>> files = [F(identity={"size": size}) for size in (30, 30, 30, 100, 5)]
+    >>> [[index for index, _ in batch] for batch in plan_batches(files, 64)]
+    [[0, 1, 2], [3], [4]]
+    """
+    batches: list[list[tuple[int, object]]] = []
+    size = 0
+    for index, source in enumerate(sources):
+        if not batches or size >= target_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append((index, source))
+        size += int(source.identity.get("size", 0))
+    return batches
+
+
+def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int) -> int:
+    """How many transaction_id buckets the day's rows are spread over (each fits one worker).
+
+    >>> plan_buckets(10, 64, 32), plan_buckets(640, 64, 32), plan_buckets(10**6, 64, 32)
+    (1, 10, 32)
+    """
+    return max(1, min(max_buckets, -(-total_bytes // bucket_bytes)))
+
+
 @flow(name="daily-sales-etl", task_runner=dask_task_runner(), validate_parameters=True)
 def daily_sales_etl(run_date: date | None = None, landing: str | None = None, warehouse: str | None = None,
                     strict: bool = False) -> dict:
@@ -106,6 +113,13 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
     `warehouse` default to RETAIL_ETL_LANDING / RETAIL_ETL_WAREHOUSE. With
     `strict`, a landing file that cannot be read fails the day instead of being
     quarantined.
+
+    The work runs on Dask in three coarse stages that pass paths, never data:
+    validate-files (per batch of landing files: cached extraction, field checks,
+    rows staged in transaction_id buckets), publish-bucket (per bucket: the
+    day-wide duplicate check, enrichment, curated rows staged per region) and
+    aggregate-region (per region: the mart row). publish-manifest then swaps the
+    staged day in.
     """
     settings = Settings()
     logger = get_run_logger()
@@ -114,60 +128,49 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
     landing = normalize(landing or settings.landing)
     warehouse = normalize(warehouse or settings.warehouse)
     run_id = str(flow_run.id)
+    rules = _rules(run_date, settings)
     logger.info("processing %s from %s into %s", sale_date, landing, warehouse)
 
-    io = io_options(settings) | {"result_storage": result_storage(warehouse, settings)}
-    extract = extract_file.with_options(
-        cache_policy=CacheKeyFnPolicy(cache_key_fn=landing_cache_key).configure(
-            key_storage=cache_key_storage(warehouse, settings)
-        ),
-        cache_expiration=settings.cache_expiration,
-        **io,
-    )
-
+    storage = result_storage(warehouse, settings)
+    io = io_options(settings) | {"result_storage": storage}
     sources = list_landing_files.with_options(**io)(landing, sale_date)
     if not sources:
         logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
-    frames: list[tuple[str, pd.DataFrame]] = []
-    rejected: list[tuple[object, RejectedFile]] = []
-    for source in sources:
-        state = extract(source, return_state=True)
-        if state.is_completed():
-            frames.append((source.url, state.result()))
-            continue
-        error = state.result(raise_on_failure=False)
-        if not isinstance(error, RejectedFile):
-            raise error
-        logger.warning("rejected %s: %s", source.name, error)
-        rejected.append((source, error))
-    if rejected and strict:
-        names = ", ".join(source.name for source, _ in rejected)
-        raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
+    total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
+    buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
+    batches = plan_batches(sources, settings.batch_bytes)
 
     day = StagedDay(location(warehouse), sale_date, run_id)
     try:
-        files_rejected = [
-            {"file": source.url, "reason": error.reason, "detail": error.detail,
-             "quarantined_to": quarantine_file.with_options(**io)(source, warehouse, sale_date, run_id)}
-            for source, error in rejected
-        ]
-        raw = _day_rows(frames)
-        clean, quarantine = validate_rows(raw, _rules(run_date, settings))
-        enriched = transform_rows(clean)
-        del raw, clean
-        partitions = publish_staged.with_options(**io)(enriched, quarantine, warehouse, sale_date, run_id)
-        del enriched
-        summaries = aggregate_region.with_options(**io).map(list(partitions), list(partitions.values())).result()
-        reasons = quarantine["reason"].value_counts()
+        extract = configured_extract(warehouse, settings, storage)
+        outcomes = [outcome for batch in validate_files.with_options(**io).map(
+            batches, unmapped(extract), warehouse, sale_date, run_id, unmapped(rules), buckets).result()
+            for outcome in batch] if batches else []
+        rejected = [outcome.rejected for outcome in outcomes if outcome.rejected]
+        if rejected and strict:
+            names = ", ".join(entry["file"].rsplit("/", 1)[-1] for entry in rejected)
+            raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
+        accepted = [outcome for outcome in outcomes if not outcome.rejected]
+
+        published = publish_bucket.with_options(**io).map(
+            range(buckets), warehouse, sale_date, run_id, unmapped(rules)).result() if accepted else []
+        regions = sorted({region for result in published for region in result["regions"]})
+        summaries = aggregate_region.with_options(**io).map(
+            regions, [day.warehouse.url_of(day.region_dir(region)) for region in regions]).result()
+
+        reasons = Counter()
+        for outcome in accepted:
+            reasons.update(outcome.reasons)
+        reasons["duplicate_transaction"] += sum(result["duplicates"] for result in published)
         manifest = build_manifest(
             run_id=run_id,
             sale_date=sale_date,
             landing=landing,
-            rows_in=sum(len(frame) for _, frame in frames),
-            quarantine_reasons={reason: int(reasons[reason]) for reason in ROW_REASONS if reason in reasons},
+            rows_in=sum(outcome.rows for outcome in accepted),
+            quarantine_reasons={reason: reasons[reason] for reason in ROW_REASONS if reasons[reason]},
             regions=summaries,
-            files_accepted=[{"file": url, "rows": len(frame)} for url, frame in frames],
-            files_rejected=files_rejected,
+            files_accepted=[{"file": outcome.url, "rows": outcome.rows} for outcome in accepted],
+            files_rejected=rejected,
         )
         mart = mart_frame(summaries)
         manifest["manifest_url"] = publish_manifest.with_options(**io)(manifest, mart, warehouse, sale_date, run_id)

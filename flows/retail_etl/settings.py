@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     retry_jitter_factor: float = Field(0.5, ge=0)
     cache_expiration: timedelta = Field(timedelta(days=7), description="How long extracted files stay cached.")
 
+    batch_bytes: int = Field(32 * 2**20, gt=0, description="Landing bytes per validate-files task (Dask).")
+    bucket_bytes: int = Field(64 * 2**20, gt=0, description="Landing bytes per transaction_id bucket.")
+    max_buckets: int = Field(64, ge=1, description="Upper bound on transaction_id buckets.")
+
     schedule_timezone: str = Field("UTC", description="Time zone of the daily schedule and run dates.")
 
     @field_validator("regions", mode="before")

@@ -15,20 +15,25 @@ from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
 from .aggregate import region_summary
 from .contract import CURATED_FILE_COLUMNS, LANDING_SUFFIXES, PREFECT_CACHE_KEYS, PREFECT_RESULTS, day_partition
-from .extract import EXTRACT_VERSION, RejectedFile, read_landing_bytes
+from .extract import EXTRACT_VERSION, RAW_COLUMNS, RejectedFile, read_landing_bytes
 from .serializers import ParquetSerializer
 from .settings import Settings
 from .storage import file_identity, is_remote, location, read_parquet_dir
 from .transform import enrich
-from .validation import Rules, split_rows
+from .validation import Rules, split_duplicates, split_field_checks
 from .warehouse import StagedDay
+
+
+#: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
+#: transaction writes nothing); within one flow run a retry then reuses finished tasks.
+WITHIN_RUN = INPUTS + TASK_SOURCE + RUN_ID
 
 
 class LandingFile(BaseModel):
@@ -69,17 +74,6 @@ def cache_key_storage(warehouse: str, settings: Settings) -> Path | RemoteFileSy
     return RemoteFileSystem(basepath=url, settings=settings.storage_options(credentials=False))
 
 
-def retry_unless_rejected(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O failures; a file that cannot be parsed will not parse on a retry."""
-    try:
-        state.result()
-    except RejectedFile:
-        return False
-    except Exception:
-        return True
-    return False
-
-
 def io_options(settings: Settings) -> dict[str, Any]:
     """Retries with exponential backoff and jitter, from settings."""
     return {
@@ -106,36 +100,89 @@ def list_landing_files(landing: str, sale_date: str) -> list[LandingFile]:
     return files
 
 
-@task(name="extract-file", persist_result=True, result_serializer=ParquetSerializer(),
-      retry_condition_fn=retry_unless_rejected)
+@task(name="extract-file", persist_result=True, result_serializer=ParquetSerializer())
 def extract_file(source: LandingFile) -> pd.DataFrame:
-    """Read one landing file into raw string rows; raises RejectedFile if it cannot be read."""
-    if not source.name.lower().endswith(LANDING_SUFFIXES):
-        raise RejectedFile("unsupported_file_type", f"{source.name}: expected {', '.join(LANDING_SUFFIXES)}")
-    loc = location(source.url)
-    data = loc.fs.cat_file(loc.root)
-    frame = read_landing_bytes(data, source.name)
+    """Read one landing file into raw string rows.
+
+    A file that cannot be read gives an empty frame whose ``attrs["rejected"]`` says why,
+    rather than an exception: the verdict is cached like any extraction, and one bad file
+    does not roll back the transaction of the batch it was read in. I/O errors still raise
+    (and are retried).
+    """
+    try:
+        if not source.name.lower().endswith(LANDING_SUFFIXES):
+            raise RejectedFile("unsupported_file_type", f"{source.name}: expected {', '.join(LANDING_SUFFIXES)}")
+        loc = location(source.url)
+        frame = read_landing_bytes(loc.fs.cat_file(loc.root), source.name)
+    except RejectedFile as rejected:
+        frame = pd.DataFrame({column: pd.Series(dtype="str") for column in RAW_COLUMNS})
+        frame.attrs["rejected"] = {"reason": rejected.reason, "detail": rejected.detail}
+        get_run_logger().warning("rejected %s: %s", source.name, rejected)
+        return frame
     get_run_logger().info("extracted %d rows from %s", len(frame), source.name)
     return frame
 
 
-@task(name="quarantine-file", persist_result=True, cache_policy=NO_CACHE)
-def quarantine_file(source: LandingFile, warehouse: str, sale_date: str, run_id: str) -> str:
-    """Copy an unreadable landing file byte for byte into the staged quarantine/files."""
-    loc = location(source.url)
-    return StagedDay(location(warehouse), sale_date, run_id).write_rejected_file(
-        source.name, loc.fs.cat_file(loc.root)
+def configured_extract(warehouse: str, settings: Settings, storage: Any):
+    """extract_file with the cache policy, expiry, retries and result storage of this warehouse."""
+    return extract_file.with_options(
+        cache_policy=CacheKeyFnPolicy(cache_key_fn=landing_cache_key).configure(
+            key_storage=cache_key_storage(warehouse, settings)
+        ),
+        cache_expiration=settings.cache_expiration,
+        result_storage=storage,
+        **io_options(settings),
     )
+
+
+class FileOutcome(BaseModel):
+    """What validating one landing file found (small: it travels back through Dask)."""
+
+    url: str
+    name: str
+    rows: int = 0
+    reasons: dict[str, int] = {}
+    rejected: dict[str, str] | None = None
 
 
 @task(name="validate-rows", persist_result=False, cache_policy=NO_CACHE)
 def validate_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
-    clean, quarantine = split_rows(raw, rules)
+    """Field checks of one file: rows still in the running, and quarantine rows with their reason."""
+    candidates, quarantine = split_field_checks(raw, rules)
     logger = get_run_logger()
-    logger.info("validated %d rows: %d clean, %d quarantined", len(raw), len(clean), len(quarantine))
+    logger.info("validated %d rows: %d pass the field checks, %d quarantined", len(raw), len(candidates),
+                len(quarantine))
     for reason, count in quarantine["reason"].value_counts().sort_index().items():
         logger.debug("quarantine reason %s: %d rows", reason, count)
-    return clean, quarantine
+    return candidates, quarantine
+
+
+@task(name="validate-files", persist_result=True, cache_policy=(INPUTS - "extract") + TASK_SOURCE + RUN_ID)
+def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse: str, sale_date: str,
+                   run_id: str, rules: Rules, buckets: int) -> list[FileOutcome]:
+    """Extract (cached) and check a batch of landing files where the task runs (a Dask worker).
+
+    Quarantine rows and the rows still in the running are staged as Parquet; rows are bucketed
+    by transaction_id for the day-wide duplicate check. Unreadable files are copied whole.
+    """
+    day = StagedDay(location(warehouse), sale_date, run_id)
+    outcomes = []
+    for index, source in batch:
+        raw = extract(source)
+        if "rejected" in raw.attrs:
+            loc = location(source.url)
+            kept = day.write_rejected_file(source.name, loc.fs.cat_file(loc.root))
+            outcomes.append(FileOutcome(url=source.url, name=source.name,
+                                        rejected={"file": source.url, **raw.attrs["rejected"], "quarantined_to": kept}))
+            continue
+        raw["source_file"] = source.url
+        candidates, quarantine = validate_rows(raw, rules)
+        day.write_quarantine(quarantine, part=f"f{index:06d}")
+        day.write_candidates(candidates, index, buckets)
+        reasons = quarantine["reason"].value_counts()
+        outcomes.append(FileOutcome(url=source.url, name=source.name, rows=len(raw),
+                                    reasons={str(k): int(v) for k, v in reasons.items()}))
+    return outcomes
 
 
 @task(name="transform-rows", persist_result=False, cache_policy=NO_CACHE)
@@ -143,18 +190,23 @@ def transform_rows(clean: pd.DataFrame) -> pd.DataFrame:
     return enrich(clean)
 
 
-@task(name="publish-staged", persist_result=True, cache_policy=NO_CACHE)
-def publish_staged(enriched: pd.DataFrame, quarantine: pd.DataFrame, warehouse: str, sale_date: str,
-                   run_id: str) -> dict[str, str]:
-    """Write curated (per region) and quarantine Parquet under the run's staging prefix."""
+@task(name="publish-bucket", persist_result=True, cache_policy=WITHIN_RUN)
+def publish_bucket(bucket: int, warehouse: str, sale_date: str, run_id: str, rules: Rules) -> dict:
+    """De-duplicate one transaction_id bucket, enrich the survivors and stage them per region."""
     day = StagedDay(location(warehouse), sale_date, run_id)
-    regions = day.write_curated(enriched)
-    day.write_quarantine(quarantine)
-    get_run_logger().info("staged %d curated rows in %d regions", len(enriched), len(regions))
-    return regions
+    candidates = day.read_candidates(bucket)
+    if not len(candidates):
+        return {"duplicates": 0, "regions": []}
+    clean, duplicates = split_duplicates(candidates, rules)
+    enriched = transform_rows(clean)
+    part = f"b{bucket:04d}"
+    day.write_quarantine(duplicates, part=part)
+    regions = day.write_curated(enriched, part=part)
+    get_run_logger().info("bucket %d: %d rows staged, %d duplicates", bucket, len(enriched), len(duplicates))
+    return {"duplicates": len(duplicates), "regions": sorted(regions)}
 
 
-@task(name="aggregate-region", persist_result=True, cache_policy=NO_CACHE)
+@task(name="aggregate-region", persist_result=True, cache_policy=WITHIN_RUN)
 def aggregate_region(region: str, partition_url: str) -> dict:
     """Mart row of one region, read from its staged partition where the task runs (a Dask worker)."""
     loc = location(partition_url)

@@ -25,6 +25,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from .contract import LANDING_COLUMNS, QUARANTINE_COLUMNS, ROW_REASONS
@@ -110,18 +112,28 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"index": pd.Series(dtype="int64"), "check": pd.Series(dtype="str")})
 
 
+_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
 def _numeric(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce").astype("float64")
+    """Decimal text as float64, NaN where it is not a plain decimal number (so "nan", "inf" fail)."""
+    text = pa_arrow.array(values.astype("str"))
+    numbers = pc.cast(pc.if_else(pc.match_substring_regex(text, _NUMBER), text, None), pa_arrow.float64())
+    return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
 
 
-def row_reasons(raw: pd.DataFrame, rules: Rules) -> pd.Series:
-    """The quarantine reason of each row of `raw` (missing for rows that pass)."""
-    reasons = pd.Series(pd.NA, index=raw.index, dtype="str")
-    reasons[raw["raw_line"].notna()] = "malformed_row"
-    fields = raw.loc[reasons.isna(), list(LANDING_COLUMNS)].apply(lambda column: column.str.strip())
+def _stripped_fields(raw: pd.DataFrame) -> pd.DataFrame:
+    fields = pd.DataFrame({column: raw[column].str.strip() for column in LANDING_COLUMNS}, index=raw.index)
     fields["quantity_value"] = _numeric(fields["quantity"])
     fields["unit_price_value"] = _numeric(fields["unit_price"])
+    return fields
 
+
+def _field_reasons(raw: pd.DataFrame, rules: Rules) -> tuple[pd.Series, pd.DataFrame]:
+    """Reasons from every check but duplicates, and the stripped, parsed fields of well-formed rows."""
+    reasons = pd.Series(pd.NA, index=raw.index, dtype="str")
+    reasons[raw["raw_line"].notna()] = "malformed_row"
+    fields = _stripped_fields(raw.loc[reasons.isna()])
     failures = _failures(field_schema(rules), fields)
     if len(failures):
         ranks = failures["check"].map(_PRIORITY)
@@ -130,33 +142,70 @@ def row_reasons(raw: pd.DataFrame, rules: Rules) -> pd.Series:
             raise RuntimeError(f"validation failed outside the reason vocabulary: {unknown}")
         first = ranks.groupby(failures["index"].astype("int64")).min()
         reasons.loc[first.index] = np.asarray(ROW_REASONS, dtype=object)[first.to_numpy(dtype="int64")]
+    return reasons, fields
 
-    passing = fields.loc[reasons.loc[fields.index].isna(), ["transaction_id"]]
-    duplicates = _failures(UNIQUE_TRANSACTIONS, passing)
-    reasons.loc[duplicates["index"].astype("int64").unique()] = "duplicate_transaction"
+
+def duplicate_rows(transaction_ids: pd.Series) -> pd.Index:
+    """Index labels of repeated transaction_ids, every occurrence after the first."""
+    duplicates = _failures(UNIQUE_TRANSACTIONS, transaction_ids.to_frame("transaction_id"))
+    return pd.Index(duplicates["index"].astype("int64").unique())
+
+
+def row_reasons(raw: pd.DataFrame, rules: Rules) -> pd.Series:
+    """The quarantine reason of each row of `raw` (missing for rows that pass)."""
+    reasons, fields = _field_reasons(raw, rules)
+    passing = fields.loc[reasons.loc[fields.index].isna(), "transaction_id"]
+    reasons.loc[duplicate_rows(passing)] = "duplicate_transaction"
     return reasons
 
 
-def split_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clean typed rows and quarantine rows; together they account for every input row."""
-    reasons = row_reasons(raw, rules)
+def quarantine_rows(raw: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    """Rows with a reason, every original field as it arrived, in the quarantine layout."""
     bad = reasons.notna()
-
     quarantine = raw.loc[bad].rename(columns={"sale_date": "raw_sale_date"})
     quarantine["reason"] = reasons[bad]
     quarantine = quarantine[list(QUARANTINE_COLUMNS)].reset_index(drop=True)
     quarantine["source_line"] = quarantine["source_line"].astype("int64")
+    return quarantine
 
-    good = raw.loc[~bad, list(LANDING_COLUMNS)]
-    clean = pd.DataFrame(
+
+def typed_rows(fields: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """Clean rows in their published types, from stripped and parsed fields."""
+    return pd.DataFrame(
         {
-            "transaction_id": good["transaction_id"].str.strip(),
-            "sale_date": pd.Series([rules.run_date] * len(good), index=good.index, dtype="object"),
-            "store_id": good["store_id"].str.strip(),
-            "region": good["region"].str.strip(),
-            "product": good["product"].str.strip(),
-            "quantity": _numeric(good["quantity"]).astype("int64"),
-            "unit_price": _numeric(good["unit_price"]),
+            "transaction_id": fields["transaction_id"],
+            "sale_date": pd.Series([rules.run_date] * len(fields), index=fields.index, dtype="object"),
+            "store_id": fields["store_id"],
+            "region": fields["region"],
+            "product": fields["product"],
+            "quantity": fields["quantity_value"].astype("int64"),
+            "unit_price": fields["unit_price_value"],
         }
     ).reset_index(drop=True)
-    return clean, quarantine
+
+
+def split_field_checks(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw rows passing every check but the duplicate one (still raw), and quarantine rows for the rest.
+
+    This is the part of validation that needs only one file; duplicates need the whole day.
+    """
+    reasons, _ = _field_reasons(raw, rules)
+    return raw.loc[reasons.isna()].reset_index(drop=True), quarantine_rows(raw, reasons)
+
+
+def split_duplicates(candidates: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean typed rows and `duplicate_transaction` quarantine rows, from rows that passed the
+    field checks, in first-seen order (the first occurrence wins)."""
+    candidates = candidates.reset_index(drop=True)
+    fields = _stripped_fields(candidates)
+    reasons = pd.Series(pd.NA, index=candidates.index, dtype="str")
+    reasons.loc[duplicate_rows(fields["transaction_id"])] = "duplicate_transaction"
+    return typed_rows(fields.loc[reasons.isna()], rules), quarantine_rows(candidates, reasons)
+
+
+def split_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean typed rows and quarantine rows; together they account for every input row."""
+    candidates, quarantine = split_field_checks(raw, rules)
+    clean, duplicates = split_duplicates(candidates, rules)
+    return clean, pd.concat([quarantine, duplicates], ignore_index=True).sort_values(
+        ["source_file", "source_line"], kind="stable", ignore_index=True) if len(duplicates) else quarantine

@@ -12,9 +12,11 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .contract import (
+    CANDIDATES,
     CURATED,
     CURATED_FILE_COLUMNS,
     DAY_DATASETS,
@@ -27,7 +29,18 @@ from .contract import (
     manifest_name,
     partition_value,
 )
-from .storage import Location, move_tree, remove_tree, write_bytes, write_json, write_parquet
+from .storage import Location, move_tree, read_parquet_dir, remove_tree, write_bytes, write_json, write_parquet
+
+
+def bucket_of(transaction_ids: pd.Series, buckets: int) -> np.ndarray:
+    """Stable bucket of each (whitespace-stripped) transaction_id, the same in every process.
+
+    >>> first, padded = bucket_of(pd.Series(["t1", " t1 "]), 4).tolist()
+    >>> first == padded == bucket_of(pd.Series(["t1"]), 4).tolist()[0]
+    True
+    """
+    hashes = pd.util.hash_pandas_object(transaction_ids.astype("str").str.strip(), index=False).to_numpy()
+    return (hashes % np.uint64(max(1, buckets))).astype("int64")
 
 
 class StagedDay:
@@ -54,19 +67,38 @@ class StagedDay:
     def region_dir(self, region: str) -> str:
         return posixpath.join(self.staged(CURATED), f"region={partition_value(region)}")
 
-    def write_curated(self, enriched: pd.DataFrame) -> dict[str, str]:
-        """One Parquet file per region; returns region -> staged partition URL."""
+    def write_curated(self, enriched: pd.DataFrame, part: str | None = None) -> dict[str, str]:
+        """One Parquet file per region (and part); returns region -> staged partition URL."""
         paths: dict[str, str] = {}
         for region, rows in enriched.groupby("region", sort=True, observed=True):
             directory = self.region_dir(str(region))
-            write_parquet(self.fs, posixpath.join(directory, f"{self.run_id}.parquet"),
+            write_parquet(self.fs, posixpath.join(directory, self._file_name(part)),
                           rows[list(CURATED_FILE_COLUMNS)].reset_index(drop=True))
             paths[str(region)] = self.warehouse.url_of(directory)
         return paths
 
-    def write_quarantine(self, quarantine: pd.DataFrame) -> None:
+    def write_quarantine(self, quarantine: pd.DataFrame, part: str | None = None) -> None:
         if len(quarantine):
-            write_parquet(self.fs, posixpath.join(self.staged(QUARANTINE_ROWS), f"{self.run_id}.parquet"), quarantine)
+            write_parquet(self.fs, posixpath.join(self.staged(QUARANTINE_ROWS), self._file_name(part)), quarantine)
+
+    def _file_name(self, part: str | None) -> str:
+        return f"{self.run_id}-{part}.parquet" if part else f"{self.run_id}.parquet"
+
+    def candidate_dir(self, bucket: int) -> str:
+        return posixpath.join(self.staging_root, CANDIDATES, f"bucket={bucket:04d}")
+
+    def write_candidates(self, rows: pd.DataFrame, file_index: int, buckets: int) -> None:
+        """Spread a file's rows over `buckets` by transaction_id, so each bucket can be de-duplicated alone."""
+        if not len(rows):
+            return
+        assigned = bucket_of(rows["transaction_id"], buckets)
+        for bucket in np.unique(assigned):
+            part = rows.loc[assigned == bucket].reset_index(drop=True)
+            write_parquet(self.fs, posixpath.join(self.candidate_dir(int(bucket)), f"file-{file_index:06d}.parquet"), part)
+
+    def read_candidates(self, bucket: int) -> pd.DataFrame:
+        """A bucket's rows from every file, in file order then line order (first seen first)."""
+        return read_parquet_dir(self.fs, self.candidate_dir(bucket))
 
     def write_rejected_file(self, name: str, data: bytes) -> str:
         """Keep an unreadable landing file byte for byte; returns where it will be published."""
