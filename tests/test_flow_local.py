@@ -154,9 +154,18 @@ def test_strict_fails_the_day_on_an_unreadable_file(run_day, tmp_dirs):
     assert not (warehouse / "curated").exists()
 
 
-def test_empty_day_publishes_an_empty_manifest(run_day, tmp_dirs):
+def test_a_day_without_landing_files_fails_and_keeps_the_published_day(run_day, tmp_dirs):
     landing, warehouse = tmp_dirs
-    manifest = run_day(DAY, landing, warehouse)
+    generate_day(landing, DAY, rows=500, stores=2, seed=1)
+    first = run_day(DAY, landing, warehouse)
+    state = run_day(DAY, landing.parent / "typo", warehouse, return_state=True)
+    assert state.is_failed() and "no landing files" in state.message
+    assert json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())["run_id"] == first["run_id"]
+
+
+def test_empty_day_is_published_only_when_allowed(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    manifest = run_day(DAY, landing, warehouse, allow_empty=True)
     assert (manifest["rows_in"], manifest["rows_published"], manifest["rows_quarantined"]) == (0, 0, 0)
     assert manifest["regions"] == {} and manifest["files_accepted"] == []
 
@@ -186,8 +195,12 @@ def test_backfill_runs_every_day(dask_address, tmp_dirs, monkeypatch):
     monkeypatch.setenv("RETAIL_ETL_DASK_ADDRESS", dask_address)
     for offset, day in enumerate(["2024-01-01", "2024-01-03"]):
         generate_day(landing, day, rows=800, stores=2, bad_fraction=0.02, seed=offset)
-    manifests = backfill(start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse))
+    manifests = backfill(start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse),
+                         allow_empty=True)
     assert [m["sale_date"] for m in manifests] == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert [m["rows_in"] for m in manifests] == [800, 0, 800]
     assert sorted(p.name for p in (warehouse / "manifests").iterdir()) == [
         "sale_date=2024-01-01.json", "sale_date=2024-01-02.json", "sale_date=2024-01-03.json"]
+    state = backfill(start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse),
+                     return_state=True)
+    assert state.is_failed() and "1 of 3 days failed: 2024-01-02" in state.message

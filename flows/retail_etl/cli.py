@@ -36,6 +36,7 @@ DateOption = Annotated[Optional[str], typer.Option("--date", help="Sale date, YY
 LandingOption = Annotated[Optional[str], typer.Option(help="Landing root: path or s3://bucket/prefix [RETAIL_ETL_LANDING].")]
 WarehouseOption = Annotated[Optional[str], typer.Option(help="Warehouse root: path or s3://bucket/prefix [RETAIL_ETL_WAREHOUSE].")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail the day if a landing file cannot be read.")]
+AllowEmptyOption = Annotated[bool, typer.Option("--allow-empty", help="Publish an empty day when no landing file exists (default: fail).")]
 RegionsOption = Annotated[Optional[str], typer.Option(help="Allowed regions, comma-separated [RETAIL_ETL_REGIONS].")]
 
 
@@ -136,12 +137,13 @@ def run(
     landing: LandingOption = None,
     warehouse: WarehouseOption = None,
     strict: StrictOption = False,
+    allow_empty: AllowEmptyOption = False,
     regions: RegionsOption = None,
 ) -> None:
     """Process one sale date (default: yesterday) and publish it."""
     sale_date = _parse_date(date_) or date.today() - timedelta(days=1)
     _apply_regions(regions)
-    _run_days([sale_date], landing, warehouse, strict)
+    _run_days([sale_date], landing, warehouse, strict, allow_empty)
 
 
 @app.command()
@@ -151,6 +153,7 @@ def backfill(
     landing: LandingOption = None,
     warehouse: WarehouseOption = None,
     strict: StrictOption = False,
+    allow_empty: AllowEmptyOption = False,
     regions: RegionsOption = None,
 ) -> None:
     """Process every sale date from START to END (inclusive)."""
@@ -158,10 +161,12 @@ def backfill(
     if last < first:
         raise typer.BadParameter(f"--end {last} is before --start {first}")
     _apply_regions(regions)
-    _run_days([first + timedelta(days=n) for n in range((last - first).days + 1)], landing, warehouse, strict)
+    _run_days([first + timedelta(days=n) for n in range((last - first).days + 1)], landing, warehouse, strict,
+              allow_empty)
 
 
-def _run_days(days: list[date], landing: Optional[str], warehouse: Optional[str], strict: bool) -> list[dict]:
+def _run_days(days: list[date], landing: Optional[str], warehouse: Optional[str], strict: bool,
+              allow_empty: bool = False) -> list[dict]:
     from .flows import backfill as backfill_flow
     from .flows import daily_sales_etl
     from .runtime import dask_task_runner, platform
@@ -171,10 +176,11 @@ def _run_days(days: list[date], landing: Optional[str], warehouse: Optional[str]
         with platform():
             if len(days) == 1:
                 daily = daily_sales_etl.with_options(task_runner=dask_task_runner())
-                manifests = [daily(run_date=days[0], landing=landing, warehouse=warehouse, strict=strict)]
+                manifests = [daily(run_date=days[0], landing=landing, warehouse=warehouse, strict=strict,
+                                   allow_empty=allow_empty)]
             else:
                 manifests = backfill_flow(start=days[0], end=days[-1], landing=landing, warehouse=warehouse,
-                                          strict=strict)
+                                          strict=strict, allow_empty=allow_empty)
     except Exception as exc:  # the flow already logged the traceback
         _fail(f"{type(exc).__name__}: {exc}")
     elapsed = time.perf_counter() - started

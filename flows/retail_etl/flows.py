@@ -44,6 +44,11 @@ class StrictModeError(RuntimeError):
     """--strict and at least one landing file could not be read."""
 
 
+class EmptyLandingError(FileNotFoundError):
+    """No landing file for the day: most likely a wrong path or a late upload, so the
+    published day is not replaced by an empty one unless that is asked for."""
+
+
 def default_run_date(scheduled: datetime | None, timezone: str) -> date:
     """The day before the scheduled time (now, if unscheduled), in the schedule's time zone.
 
@@ -106,13 +111,14 @@ def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int) -> int:
 
 @flow(name="daily-sales-etl", task_runner=dask_task_runner(), validate_parameters=True)
 def daily_sales_etl(run_date: date | None = None, landing: str | None = None, warehouse: str | None = None,
-                    strict: bool = False) -> dict:
+                    strict: bool = False, allow_empty: bool = False) -> dict:
     """Validate, enrich, aggregate and publish one sale date; returns the day's manifest.
 
     `run_date` defaults to the day before the scheduled time; `landing` and
     `warehouse` default to RETAIL_ETL_LANDING / RETAIL_ETL_WAREHOUSE. With
     `strict`, a landing file that cannot be read fails the day instead of being
-    quarantined.
+    quarantined. A day with no landing file fails (the published day stays) unless
+    `allow_empty`, which publishes an empty day.
 
     The work runs on Dask in three coarse stages that pass paths, never data:
     validate-files (per batch of landing files: cached extraction, field checks,
@@ -135,6 +141,9 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
     io = io_options(settings) | {"result_storage": storage}
     sources = list_landing_files.with_options(**io)(landing, sale_date)
     if not sources:
+        if not allow_empty:
+            raise EmptyLandingError(f"no landing files for {sale_date} under {landing}/sales/sale_date={sale_date}/ "
+                                    "(allow_empty publishes an empty day)")
         logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
     total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
@@ -196,7 +205,7 @@ def date_range(start: date, end: date) -> list[date]:
 
 @flow(name="retail-etl-backfill", validate_parameters=True)
 def backfill(start: date, end: date, landing: str | None = None, warehouse: str | None = None,
-             strict: bool = False) -> list[dict]:
+             strict: bool = False, allow_empty: bool = False) -> list[dict]:
     """Run `daily_sales_etl` for every date from start to end (inclusive) as subflows.
 
     Every day is attempted; the backfill fails at the end if any day failed.
@@ -206,7 +215,8 @@ def backfill(start: date, end: date, landing: str | None = None, warehouse: str 
     daily = daily_sales_etl.with_options(task_runner=dask_task_runner())
     manifests, failed = [], []
     for number, day in enumerate(days, start=1):
-        state = daily(run_date=day, landing=landing, warehouse=warehouse, strict=strict, return_state=True)
+        state = daily(run_date=day, landing=landing, warehouse=warehouse, strict=strict, allow_empty=allow_empty,
+                      return_state=True)
         if state.is_completed():
             manifest = state.result()
             manifests.append(manifest)
