@@ -240,6 +240,23 @@ def selector_matches(selector: dict, labels: dict) -> bool:
     return True
 
 
+def allowed(policy: dict, labels: dict, namespace: str, port: int) -> bool:
+    """Whether `policy` admits a pod with `labels` in `namespace` to `port` (same-namespace podSelector
+    peers apply to the policy's namespace)."""
+    for rule in policy["spec"].get("ingress", []):
+        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+            continue
+        for peer in rule.get("from", []):
+            ns_selector = peer.get("namespaceSelector")
+            if ns_selector is None:
+                ns_ok = namespace == policy["metadata"]["namespace"]
+            else:
+                ns_ok = selector_matches(ns_selector, {"kubernetes.io/metadata.name": namespace})
+            if ns_ok and selector_matches(peer.get("podSelector", {}), labels):
+                return True
+    return False
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():

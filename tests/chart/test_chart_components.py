@@ -10,7 +10,7 @@ import pytest
 import yaml
 from chartkit import (CHART, ENVIRONMENTS, KITCHEN_SINK, HelmError, base_job_template, container_env, find, one,
                       pod_templates, render_chart, render_chart_text, render_environment, run_helm,
-                      selector_matches)
+                      selector_matches, allowed)
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 ENV_FILES = {name: yaml.safe_load(path.read_text()) for name, (path, _) in ENVIRONMENTS.items() if path}
@@ -611,23 +611,6 @@ def pod_labels(objects, kind, name):
 
 def flow_run_labels(objects):
     return base_job_template(objects)["job_configuration"]["job_manifest"]["spec"]["template"]["metadata"]["labels"]
-
-
-def allowed(policy: dict, labels: dict, namespace: str, port: int) -> bool:
-    """Whether `policy` admits a pod with `labels` in `namespace` to `port` (same-namespace podSelector
-    peers apply to the policy's namespace)."""
-    for rule in policy["spec"].get("ingress", []):
-        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
-            continue
-        for peer in rule.get("from", []):
-            ns_selector = peer.get("namespaceSelector")
-            if ns_selector is None:
-                ns_ok = namespace == policy["metadata"]["namespace"]
-            else:
-                ns_ok = selector_matches(ns_selector, {"kubernetes.io/metadata.name": namespace})
-            if ns_ok and selector_matches(peer.get("podSelector", {}), labels):
-                return True
-    return False
 
 
 def test_network_policies_are_on_by_default():
