@@ -695,3 +695,23 @@ def test_notes_tell_how_to_reach_the_ui_console_and_trigger_a_run():
                          "-f", str(ENVIRONMENTS["prod"][0])).stdout
     assert "prefect deployment run 'daily-sales-etl/daily-sales-etl-prod'" in env_notes
 
+
+
+@pytest.mark.parametrize("release", ["etl", "x" * 53, "retail-etl-blue"])
+def test_other_release_names_give_unique_valid_names(release):
+    import kubernetes_validate
+
+    objects = render_chart({"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}},
+                           release=release)
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names))
+    for kind, name in names:
+        assert len(name) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name), (kind, name)
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.35.0", strict=True)
+    prefix = release if "retail-etl" in release else f"{release}-retail-etl"
+    expected = f"http://{prefix}-server.retail-etl-dev.svc.cluster.local:4200/api"
+    if len(f"{prefix}-server") <= 63:
+        assert container_env(container(objects, "Deployment", f"{prefix}-worker"))["PREFECT_API_URL"]["value"] == expected
+    worker_pod = next(spec for owner, _, spec in pod_templates(objects) if owner.endswith("-worker") and "dask" not in owner)
+    assert worker_pod["volumes"][1]["configMap"]["name"] in {o["metadata"]["name"] for o in find(objects, "ConfigMap")}
