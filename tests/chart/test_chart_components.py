@@ -306,7 +306,8 @@ WORKER = {("Deployment", "retail-etl-worker"), ("ServiceAccount", "retail-etl-wo
 DASK = {("Deployment", "retail-etl-dask-scheduler"), ("Service", "retail-etl-dask-scheduler"),
         ("Deployment", "retail-etl-dask-worker"), ("NetworkPolicy", "retail-etl-dask-scheduler"),
         ("NetworkPolicy", "retail-etl-dask-worker")}
-REGISTRATION = {("Job", "retail-etl-register"), ("ConfigMap", "retail-etl-base-job-template")}
+REGISTRATION = {("Job", "retail-etl-register"), ("ConfigMap", "retail-etl-base-job-template"),
+                ("ServiceAccount", "retail-etl-flow-run")}
 POSTGRESQL = {("StatefulSet", "retail-etl-postgresql"), ("Service", "retail-etl-postgresql"),
               ("Secret", "retail-etl-postgresql"), ("NetworkPolicy", "retail-etl-postgresql")}
 ALWAYS = {("ServiceAccount", "retail-etl"), ("NetworkPolicy", "retail-etl-default-deny")}
@@ -511,7 +512,7 @@ def test_dask(environment):
     address = f"tcp://retail-etl-dask-scheduler.{namespace}.svc.cluster.local:8786"
     assert args[:3] == ["dask", "worker", address]
     assert option(args, "--nthreads") == str(settings["threads"])
-    assert option(args, "--memory-limit") == settings["resources"]["limits"]["memory"]
+    assert option(args, "--memory-limit") == "0.85"  # of the container's limit, leaving room for the nanny
     assert option(args, "--local-directory") == "/tmp/dask"
     assert option(args, "--dashboard-address") == ":8789"
     assert worker["livenessProbe"]["httpGet"] == {"path": "/health", "port": "dashboard"}
@@ -522,6 +523,13 @@ def test_dask(environment):
     assert worker["envFrom"] == [{"secretRef": {"name": "retail-etl-s3"}}]
     # The flow runs use this scheduler.
     assert base_job_template(objects)["variables"]["properties"]["env"]["default"]["RETAIL_ETL_DASK_ADDRESS"] == address
+
+
+def test_dask_memory_limit_values():
+    assert option(command_line(container(render_chart({"dask": {"worker": {"memoryLimit": ""}}}), "Deployment",
+                                         "retail-etl-dask-worker")), "--memory-limit") == "2Gi"
+    assert option(command_line(container(render_chart({"dask": {"worker": {"memoryLimit": "3GiB"}}}), "Deployment",
+                                         "retail-etl-dask-worker")), "--memory-limit") == "3GiB"
 
 
 def test_prod_has_more_dask_capacity_than_dev():
