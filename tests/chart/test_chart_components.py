@@ -387,6 +387,8 @@ def test_sqlite_server():
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]["value"] == "sqlite+aiosqlite:////data/prefect.db"
     assert env["PREFECT_UI_API_URL"]["value"] == "https://prefect.example.com/api"
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"]["value"] == "false"
+    # The UI bundles are copied at start: somewhere writable (not site-packages on the read-only root).
+    assert env["PREFECT_UI_STATIC_DIRECTORY"]["value"].startswith("/tmp/")
     assert c["startupProbe"]["httpGet"]["path"] == "/api/health"
     assert c["livenessProbe"]["httpGet"]["path"] == "/api/health"
     assert c["readinessProbe"]["httpGet"]["path"] == "/api/ready"
