@@ -42,6 +42,7 @@ def run_checkov(checkov, manifests: str, directory) -> dict:
     return kubernetes[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("render", RENDERS)
 def test_checkov_reports_no_failed_check(checkov, render, tmp_path):
     report = run_checkov(checkov, rendered(render), tmp_path / "annotated")
