@@ -16,12 +16,14 @@ to the generator's regions for all three:
   already-running cluster that has served a run have.
 
 Then the pipeline alone on an empty landing day (its fixed cost with an already-running
-scheduler), and the check that every run published the same figures as the pipeline.
+scheduler), optionally one more untimed pipeline run under pyinstrument (``--profile FILE``),
+and the check that every run published the same figures as the pipeline.
 Generation time is never in the figures.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -66,6 +68,7 @@ class BenchConfig:
     empty_runs: int = 3
     workdir: str | None = None
     keep: bool = False
+    profile: str | None = None
 
 
 @contextmanager
@@ -103,24 +106,27 @@ def prepare_landing(workdir: Path, config: BenchConfig) -> tuple[Path, dict]:
 
 
 def run_contender(contender: str, landing: Path, run_dir: Path, sale_date: str, scheduler: str,
-                  shared_pids: list[int], calls: int = 1) -> dict:
+                  shared_pids: list[int], infra_pids: list[int], calls: int = 1, profile: str | None = None) -> dict:
     """One fresh process doing one contender's work; its timings, memory and published figures."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     warehouse, result, log = run_dir / "warehouse", run_dir / "result.json", run_dir / "output.log"
     command = [sys.executable, "-m", "retail_etl.bench_runner", "--contender", contender, "--landing", str(landing),
                "--warehouse", str(warehouse), "--date", sale_date, "--result", str(result),
-               "--scheduler", scheduler, "--calls", str(calls)]
+               "--scheduler", scheduler, "--calls", str(calls), *(["--profile", profile] if profile else [])]
     with log.open("wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        with RssSampler(process.pid, shared_pids) as sampler:
+        with RssSampler(process.pid, shared_pids, infra_pids) as sampler:
             _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
     record = {"contender": contender, "exit_code": process.returncode, "process_s": round(elapsed, 3),
               "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
               "process_maxrss_bytes": usage.ru_maxrss * 1024, **sampler.result(), "log": str(log)}
+    # CPU seconds other programs on the machine used meanwhile: high means a disturbed run.
+    record["other_cpu_s"] = round(record["machine_busy_cpu_s"] - record["process_cpu_s"] - record["shared_cpu_s"]
+                                  - record["infra_cpu_s"], 3)
     if process.returncode == 0 and result.is_file():
         record.update(json.loads(result.read_text()))
         record["figures"] = warehouse_figures(warehouse, sale_date)
@@ -131,6 +137,12 @@ def run_contender(contender: str, landing: Path, run_dir: Path, sale_date: str, 
 
 def _worker_pids(client) -> list[int]:
     return sorted(client.run(os.getpid).values())
+
+
+def _infra_pids(exclude: list[int]) -> list[int]:
+    """This process and its children (the Prefect server, idle Dask workers, ...) but `exclude`."""
+    children = [child.pid for child in psutil.Process().children(recursive=True) if child.pid not in exclude]
+    return [os.getpid(), *children]
 
 
 def _warm_worker() -> None:
@@ -213,7 +225,10 @@ def summarise(runs: list[dict], empty: list[dict], rows: int) -> dict:
                 equality["differences"].append({"run": f"round {run['round']} {run['contender']}", "differences": found})
         equality["ok"] = not equality["differences"]
     failed = [f"round {r.get('round', '-')} {r['contender']}" for r in [*runs, *empty] if r["exit_code"] != 0]
-    return {"contenders": contenders, "ratios": ratios, "empty_day": empty_day, "equality": equality, "failed": failed}
+    timed = [r for r in runs if r["exit_code"] == 0 and "other_cpu_s" in r]
+    other_load = (sum(r["other_cpu_s"] for r in timed) / sum(r["process_s"] for r in timed)) if timed else None
+    return {"contenders": contenders, "ratios": ratios, "empty_day": empty_day, "equality": equality, "failed": failed,
+            "other_load_cores": other_load}
 
 
 def _gib(value: float) -> str:
@@ -246,6 +261,10 @@ def render(report: dict, console: Console) -> None:
                   f"({generation['bytes'] / 2**20:.0f} MiB), "
                   + ("reused" if generation["reused"] else f"generated in {generation['generation_s']:.1f} s (not timed)"))
     console.print(f"memory counted: {MEMORY_ACCOUNTING}")
+    if summary.get("other_load_cores") is not None:
+        style = "bold yellow" if summary["other_load_cores"] > 0.2 else "dim"
+        console.print(f"[{style}]other programs on this machine used {summary['other_load_cores']:.2f} of "
+                      f"{report['machine']['cpus']} cores on average during the timed runs[/]")
     if summary["failed"]:
         console.print(f"[bold red]failed runs:[/] {', '.join(summary['failed'])}")
     equality = summary["equality"]
@@ -269,9 +288,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
     from .runtime import local_cluster, prefect_api
 
     console = console or Console()
-    try:
-        import duckdb  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("duckdb") is None:
         console.print("[bold red]error:[/] the DuckDB baseline needs duckdb: pip install duckdb (it is in retail-etl[dev])")
         return 2
     if config.rows < 1 or config.stores < 1 or config.repeat < 1 or config.empty_runs < 0:
@@ -283,7 +300,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
             landing, generation = prepare_landing(workdir, config)
         empty_landing = workdir / "landing-empty"
         (empty_landing / "sales" / day_partition(config.sale_date)).mkdir(parents=True, exist_ok=True)
-        runs, empty = [], []
+        runs, empty, profiled = [], [], None
         with _environment(RETAIL_ETL_REGIONS=",".join(REGIONS)), prefect_api() as api_url:
             with _output_to(workdir / "cluster.log"):
                 cluster = local_cluster(n_workers=2, threads_per_worker=1)
@@ -293,10 +310,12 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
                               f"(worker logs in {workdir / 'cluster.log'})")
                 for round_number in range(1, config.repeat + 1):
                     for contender in CONTENDERS:
-                        shared = _worker_pids(client) if contender == "pipeline" else []
+                        workers = _worker_pids(client)
                         run_dir = workdir / "runs" / f"round{round_number}-{contender}"
                         record = run_contender(contender, landing, run_dir, config.sale_date,
-                                               cluster.scheduler_address, shared)
+                                               cluster.scheduler_address,
+                                               workers if contender == "pipeline" else [],
+                                               _infra_pids(workers if contender == "pipeline" else []))
                         record.update(round=round_number, load_average=os.getloadavg())
                         runs.append(record)
                         _progress(console, record)
@@ -304,11 +323,14 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
                             shutil.rmtree(run_dir / "warehouse", ignore_errors=True)
                 for number in range(1, config.empty_runs + 1):
                     run_dir = workdir / "runs" / f"empty{number}-pipeline"
+                    workers = _worker_pids(client)
                     record = run_contender("pipeline", empty_landing, run_dir, config.sale_date,
-                                           cluster.scheduler_address, _worker_pids(client), calls=2)
+                                           cluster.scheduler_address, workers, _infra_pids(workers), calls=2)
                     record.update(round=f"empty{number}", load_average=os.getloadavg())
                     empty.append(record)
                     _progress(console, record)
+                if config.profile:
+                    profiled = _profile_pipeline(config, landing, workdir, cluster.scheduler_address, client, console)
         report = {
             "config": asdict(config),
             "machine": {"cpus": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
@@ -317,6 +339,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
             "memory_accounting": MEMORY_ACCOUNTING,
             "runs": runs,
             "empty_day_runs": empty,
+            "profile_run": profiled,
             "summary": summarise(runs, empty, generation["rows"]),
         }
         render(report, console)
@@ -332,10 +355,28 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
             console.print(f"work directory kept: {workdir}")
 
 
+def _profile_pipeline(config: BenchConfig, landing: Path, workdir: Path, scheduler: str, client,
+                      console: Console) -> dict | None:
+    """One more, untimed pipeline run under pyinstrument; its text report goes to config.profile."""
+    if importlib.util.find_spec("pyinstrument") is None:
+        console.print("[yellow]--profile needs pyinstrument (pip install pyinstrument): skipped[/]")
+        return None
+    workers = _worker_pids(client)
+    record = run_contender("pipeline", landing, workdir / "runs" / "profile-pipeline", config.sale_date, scheduler,
+                           workers, _infra_pids(workers), profile=str(Path(config.profile).resolve()))
+    record.update(round="profile", load_average=os.getloadavg())
+    _progress(console, record)
+    if not config.keep:
+        shutil.rmtree(workdir / "runs" / "profile-pipeline" / "warehouse", ignore_errors=True)
+    console.print(f"pipeline profile (pyinstrument, untimed run) written to {config.profile}")
+    return record
+
+
 def _progress(console: Console, record: dict) -> None:
     label = f"{record['round']} {record['contender']}"
     if record["exit_code"] != 0:
         console.print(f"[red]{label}: failed (exit {record['exit_code']}), see {record['log']}[/]")
         return
     times = ", ".join(f"{t:.2f}" for t in record["work_s"])
-    console.print(f"{label}: {times} s, peak {_gib(record['peak_bytes'])}, imports {record['import_s']:.2f} s")
+    console.print(f"{label}: {times} s, peak {_gib(record['peak_bytes'])}, imports {record['import_s']:.2f} s, "
+                  f"other load {record['other_cpu_s'] / record['process_s']:.2f} cores")

@@ -5,7 +5,9 @@ descendants, plus, for processes it uses but did not start (the Dask workers of 
 cluster, passed as `shared_pids`), how far their RSS has grown over what it was when sampling
 began. The peak of that sum is the contender's peak memory; the shared processes' own baseline
 and the bench process itself (Dask scheduler, Prefect server client) are not counted. The peak
-with the shared processes' whole RSS is kept too (`peak_with_shared_bytes`).
+with the shared processes' whole RSS is kept too (`peak_with_shared_bytes`). CPU seconds are
+counted for the shared processes, for `infra_pids` (the bench process, the Prefect server) and
+for the whole machine, so a run disturbed by other load can be told apart.
 
 >>> import os, time
 >>> with RssSampler(os.getpid()) as sampler:
@@ -54,10 +56,11 @@ def machine_busy_seconds() -> float:
 class RssSampler:
     """Context manager sampling RSS of `pid`'s tree (+ growth of `shared_pids`) until exit."""
 
-    def __init__(self, pid: int, shared_pids: Iterable[int] = (), interval: float = 0.02,
-                 tree_refresh: float = 0.2) -> None:
+    def __init__(self, pid: int, shared_pids: Iterable[int] = (), infra_pids: Iterable[int] = (),
+                 interval: float = 0.02, tree_refresh: float = 0.2) -> None:
         self.root = psutil.Process(pid)
         self.shared = [psutil.Process(p) for p in shared_pids]
+        self.infra = [psutil.Process(p) for p in infra_pids]
         self.interval = interval
         self.tree_refresh = tree_refresh
         self._stop = threading.Event()
@@ -67,6 +70,7 @@ class RssSampler:
         self.shared_baseline = self.shared_peak = 0
         self.shared_cpu_start = self.shared_cpu = 0.0
         self.busy_start = self.busy = 0.0
+        self.infra_cpu_start = self.infra_cpu = 0.0
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -93,6 +97,7 @@ class RssSampler:
     def __enter__(self) -> "RssSampler":
         self.shared_baseline = _rss(self.shared)
         self.shared_cpu_start = _cpu_seconds(self.shared)
+        self.infra_cpu_start = _cpu_seconds(self.infra)
         self.busy_start = machine_busy_seconds()
         self._thread.start()
         return self
@@ -102,6 +107,7 @@ class RssSampler:
         self._thread.join()
         self.shared_cpu = _cpu_seconds(self.shared) - self.shared_cpu_start
         self.busy = machine_busy_seconds() - self.busy_start
+        self.infra_cpu = _cpu_seconds(self.infra) - self.infra_cpu_start
 
     def result(self) -> dict:
         return {
@@ -112,6 +118,7 @@ class RssSampler:
             "shared_baseline_bytes": self.shared_baseline,
             "shared_peak_bytes": self.shared_peak,
             "shared_cpu_s": round(self.shared_cpu, 3),
+            "infra_cpu_s": round(self.infra_cpu, 3),
             "machine_busy_cpu_s": round(self.busy, 3),
             "samples": self.samples,
         }

@@ -4,7 +4,8 @@ The clock starts after the contender's imports and stops when its work returns; 
 time is reported apart (the bench measures the whole process from outside as well). The
 contender reads its rules from the RETAIL_ETL_* environment, like the pipeline does, so all
 three apply the same regions and maxima. With ``--calls N`` the same work runs N times in the
-process (the empty-day measurement: first call cold, later calls warm).
+process (the empty-day measurement: first call cold, later calls warm). ``--profile FILE``
+records the work with pyinstrument (the bench never times a profiled run).
 """
 
 from __future__ import annotations
@@ -59,16 +60,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", required=True, help="where to write this run's JSON")
     parser.add_argument("--scheduler", help="Dask scheduler address (pipeline only)")
     parser.add_argument("--calls", type=int, default=1)
+    parser.add_argument("--profile", help="profile the work with pyinstrument; write its text report here")
     args = parser.parse_args(argv)
 
     work = _work(args.contender, args.landing, args.warehouse, date.fromisoformat(args.date), args.scheduler)
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
     imported = time.perf_counter()
     work_s, cpu_s, manifest = [], [], {}
     for _ in range(args.calls):
+        if profiler:
+            profiler.start()
         started, cpu = time.perf_counter(), time.process_time()
         manifest = work()
         work_s.append(time.perf_counter() - started)
         cpu_s.append(time.process_time() - cpu)
+        if profiler:
+            profiler.stop()
+    if profiler:
+        Path(args.profile).write_text(profiler.output_text(unicode=True, color=False))
     keep = ("rows_in", "rows_published", "rows_quarantined", "quarantine_reasons", "regions", "revenue")
     result = {
         "contender": args.contender,

@@ -341,12 +341,13 @@ def bench(
     keep: Annotated[bool, typer.Option("--keep", help="Keep every run's warehouse and the work directory.")] = False,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
     empty_runs: Annotated[int, typer.Option(min=0, help="Empty-day pipeline runs (fixed cost).")] = 3,
+    profile: Annotated[Optional[Path], typer.Option(help="Profile one more, untimed pipeline run (pyinstrument) into this text file.")] = None,
 ) -> None:
     """Time the pipeline against plain pandas and DuckDB baselines on the same generated day."""
     from .bench import BenchConfig, run_bench
 
     config = BenchConfig(rows=rows, stores=stores, repeat=repeat, seed=seed, empty_runs=empty_runs,
-                         workdir=str(workdir) if workdir else None, keep=keep)
+                         workdir=str(workdir) if workdir else None, keep=keep, profile=str(profile) if profile else None)
     raise typer.Exit(run_bench(config, json_path=json_path, console=console))
 
 
