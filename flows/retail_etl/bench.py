@@ -329,6 +329,8 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
                     record.update(round=f"empty{number}", load_average=os.getloadavg())
                     empty.append(record)
                     _progress(console, record)
+                    if not config.keep:
+                        shutil.rmtree(run_dir / "warehouse", ignore_errors=True)
                 if config.profile:
                     profiled = _profile_pipeline(config, landing, workdir, cluster.scheduler_address, client, console)
         report = {

@@ -286,15 +286,10 @@ def make_buckets(
     buckets: Annotated[list[str], typer.Argument(help="Bucket names to create if missing.")],
 ) -> None:
     """Create S3 buckets on RETAIL_ETL_S3_ENDPOINT_URL (the chart's MinIO bucket Job)."""
-    from .storage import location
+    from .storage import make_bucket
 
     for bucket in buckets:
-        loc = location(f"s3://{bucket}")
-        if loc.fs.exists(bucket):
-            console.print(f"bucket {bucket}: exists")
-            continue
-        loc.fs.mkdir(bucket)
-        console.print(f"bucket {bucket}: created")
+        console.print(f"bucket {bucket}: {'created' if make_bucket(bucket) else 'exists'}")
 
 
 @app.command()

@@ -61,34 +61,35 @@ def _load(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, list[str]]]) -
 
 def _judge(con: duckdb.DuckDBPyConnection, run_date: str, regions, max_quantity: float,
            max_unit_price: float) -> None:
-    """Table `judged`: every well-formed row, trimmed and typed, with its reason (NULL = clean)."""
+    """Table `judged`: per well-formed row its rowid in `loaded`, file and index in it, the trimmed
+    fields curated needs, quantity and price as numbers, and its reason (NULL = clean)."""
     trimmed = ", ".join(f"trim(coalesce({c}, '')) AS {c}_t" for c in LANDING_COLUMNS)
     missing = " OR ".join(f"{c}_t = ''" for c in LANDING_COLUMNS)
     region_check = "region_t NOT IN (SELECT unnest($regions))" if regions else "false"
     con.execute(f"""
         CREATE TABLE judged AS
-        WITH checked AS (
-            SELECT l.*, l.rowid - f.first_rowid AS k, f.file_idx * 4294967296 + (l.rowid - f.first_rowid) AS ord,
-                   {trimmed}, TRY_CAST(quantity_t AS DOUBLE) AS q, TRY_CAST(unit_price_t AS DOUBLE) AS p,
-                   CASE
-                       WHEN {missing} THEN 'missing_field'
-                       WHEN sale_date_t <> $run_date AND (NOT regexp_full_match(sale_date_t, '\\d{{4}}-\\d{{2}}-\\d{{2}}')
-                            OR try_strptime(sale_date_t, '%Y-%m-%d') IS NULL) THEN 'bad_date'
-                       WHEN sale_date_t <> $run_date THEN 'date_mismatch'
-                       WHEN q IS NULL OR NOT isfinite(q) OR q <> floor(q) OR q <= 0 OR q > $max_quantity
-                            THEN 'bad_quantity'
-                       WHEN p IS NULL OR NOT isfinite(p) OR p <= 0 OR p > $max_unit_price THEN 'bad_price'
-                       WHEN {region_check} THEN 'unknown_region'
-                   END AS first_reason
-            FROM loaded l JOIN files f USING (filename)),
-        first_seen AS (
-            SELECT transaction_id_t, min(ord) AS first_ord FROM checked WHERE first_reason IS NULL GROUP BY 1)
-        SELECT c.* EXCLUDE (first_reason, ord), coalesce(first_reason, CASE WHEN ord <> first_ord
-                                                          THEN 'duplicate_transaction' END) AS reason
-        FROM checked c LEFT JOIN first_seen USING (transaction_id_t)""",
+        SELECT rid, file_idx, k, transaction_id_t, store_id_t, region_t, product_t, q, p, CASE
+            WHEN {missing} THEN 'missing_field'
+            WHEN sale_date_t <> $run_date AND (NOT regexp_full_match(sale_date_t, '\\d{{4}}-\\d{{2}}-\\d{{2}}')
+                 OR try_strptime(sale_date_t, '%Y-%m-%d') IS NULL) THEN 'bad_date'
+            WHEN sale_date_t <> $run_date THEN 'date_mismatch'
+            WHEN q IS NULL OR NOT isfinite(q) OR q <> floor(q) OR q <= 0 OR q > $max_quantity THEN 'bad_quantity'
+            WHEN p IS NULL OR NOT isfinite(p) OR p <= 0 OR p > $max_unit_price THEN 'bad_price'
+            WHEN {region_check} THEN 'unknown_region'
+        END AS reason
+        FROM (SELECT l.rowid AS rid, f.file_idx, l.rowid - f.first_rowid AS k, {trimmed},
+                     TRY_CAST(quantity_t AS DOUBLE) AS q, TRY_CAST(unit_price_t AS DOUBLE) AS p
+              FROM loaded l JOIN files f USING (filename))""",
         {"run_date": run_date, "max_quantity": max_quantity, "max_unit_price": max_unit_price}
         | ({"regions": sorted(regions)} if regions else {}),
     )
+    # Among clean rows, every occurrence of a transaction id after its first (file name, line).
+    con.execute("""
+        UPDATE judged SET reason = 'duplicate_transaction'
+        FROM (SELECT transaction_id_t, min(file_idx * 4294967296 + k) AS first_ord FROM judged
+              WHERE reason IS NULL GROUP BY 1 HAVING count(*) > 1) repeated
+        WHERE judged.reason IS NULL AND judged.transaction_id_t = repeated.transaction_id_t
+          AND judged.file_idx * 4294967296 + judged.k <> repeated.first_ord""")
 
 
 def _write(con: duckdb.DuckDBPyConnection, warehouse: Path, sale_date: str, run_id: str) -> None:
@@ -98,7 +99,7 @@ def _write(con: duckdb.DuckDBPyConnection, warehouse: Path, sale_date: str, run_
         (warehouse / dataset).parent.mkdir(parents=True, exist_ok=True)
     options = f"FORMAT parquet, COMPRESSION zstd, FILENAME_PATTERN '{run_id}-{{i}}'"
     con.execute(f"""
-        CREATE TABLE curated AS
+        CREATE VIEW curated AS
         SELECT transaction_id_t AS transaction_id, store_id_t AS store_id, product_t AS product,
                CAST(q AS BIGINT) AS quantity, p AS unit_price, round(q * p, 2) AS total,
                CASE WHEN total < {small} THEN 'small' WHEN total < {large} THEN 'medium' ELSE 'large' END AS ticket_size,
@@ -110,14 +111,15 @@ def _write(con: duckdb.DuckDBPyConnection, warehouse: Path, sale_date: str, run_
     con.execute(f"""
         COPY (
             WITH numbered AS (
-                SELECT filename, line - 1 - row_number() OVER w AS g, row_number() OVER w AS i
-                FROM bad_lines WINDOW w AS (PARTITION BY filename ORDER BY line)),
-            steps AS (SELECT filename, g, max(i) AS i FROM numbered GROUP BY ALL),
+                SELECT f.file_idx, b.line - 1 - row_number() OVER w AS g, row_number() OVER w AS i
+                FROM bad_lines b JOIN files f USING (filename) WINDOW w AS (PARTITION BY b.filename ORDER BY b.line)),
+            steps AS (SELECT file_idx, g, max(i) AS i FROM numbered GROUP BY ALL),
+            bad AS (SELECT rid, file_idx, k, reason FROM judged WHERE reason IS NOT NULL),
             rows AS (
-                SELECT transaction_id, sale_date, store_id, region, product, quantity, unit_price,
-                       NULL::VARCHAR AS raw_line, reason, j.filename, j.k + 2 + coalesce(s.i, 0) AS line
-                FROM judged j ASOF LEFT JOIN steps s ON j.filename = s.filename AND j.k >= s.g
-                WHERE reason IS NOT NULL
+                SELECT l.transaction_id, l.sale_date, l.store_id, l.region, l.product, l.quantity, l.unit_price,
+                       NULL::VARCHAR AS raw_line, b.reason, l.filename, b.k + 2 + coalesce(s.i, 0) AS line
+                FROM bad b JOIN loaded l ON l.rowid = b.rid
+                     ASOF LEFT JOIN steps s ON b.file_idx = s.file_idx AND b.k >= s.g
                 UNION ALL
                 SELECT {", ".join(f"NULL::VARCHAR AS {c}" for c in LANDING_COLUMNS)},
                        ltrim(csv_line, chr(13) || chr(10)), 'malformed_row', filename, line
@@ -158,6 +160,7 @@ def run(landing_day_dir: str | Path, warehouse_dir: str | Path, run_date: str | 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     _load(con, readable)
+    con.execute("SET preserve_insertion_order = false")  # rowid order was only needed while loading
     unreadable = {name for (name,) in con.execute("SELECT filename FROM bad_files").fetchall()}
     for path in sorted(Path(name) for name in unreadable):
         rejected.append(keep_rejected(path, warehouse, sale_date, RejectedFile("bad_encoding", f"{path.name}: invalid UTF-8")))
@@ -165,8 +168,8 @@ def run(landing_day_dir: str | Path, warehouse_dir: str | Path, run_date: str | 
     _write(con, warehouse, sale_date, run_id)
 
     per_file = dict(con.execute("""
-        SELECT filename, sum(n) FROM (SELECT filename, count(*) AS n FROM judged GROUP BY 1 UNION ALL
-                                      SELECT filename, count(*) FROM bad_lines GROUP BY 1)
+        SELECT filename, sum(n) FROM (SELECT filename, count(*) AS n FROM judged JOIN files USING (file_idx) GROUP BY 1
+                                      UNION ALL SELECT filename, count(*) FROM bad_lines GROUP BY 1)
         GROUP BY 1""").fetchall())
     reasons = dict(con.execute("SELECT reason, count(*) FROM judged WHERE reason IS NOT NULL GROUP BY 1").fetchall())
     malformed = con.execute("SELECT count(*) FROM bad_lines").fetchone()[0]
