@@ -28,10 +28,12 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,8 +119,13 @@ def run_contender(contender: str, landing: Path, run_dir: Path, sale_date: str, 
     with log.open("wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        with RssSampler(process.pid, shared_pids, infra_pids) as sampler:
-            _, status, usage = os.wait4(process.pid, 0)
+        try:
+            with RssSampler(process.pid, shared_pids, infra_pids) as sampler:
+                _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: do not leave the contender running
+            process.kill()
+            process.wait()
+            raise
         process.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
     record = {"contender": contender, "exit_code": process.returncode, "process_s": round(elapsed, 3),
@@ -151,6 +158,22 @@ def _warm_worker() -> None:
     import prefect_dask  # noqa: F401
 
     import retail_etl.tasks  # noqa: F401
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM ends the benchmark like Ctrl-C does: contender stopped, cluster and server shut down."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -301,7 +324,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
         empty_landing = workdir / "landing-empty"
         (empty_landing / "sales" / day_partition(config.sale_date)).mkdir(parents=True, exist_ok=True)
         runs, empty, profiled = [], [], None
-        with _environment(RETAIL_ETL_REGIONS=",".join(REGIONS)), prefect_api() as api_url:
+        with _interruptible(), _environment(RETAIL_ETL_REGIONS=",".join(REGIONS)), prefect_api() as api_url:
             with _output_to(workdir / "cluster.log"):
                 cluster = local_cluster(n_workers=2, threads_per_worker=1)
             with cluster, Client(cluster) as client:
