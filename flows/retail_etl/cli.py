@@ -292,15 +292,10 @@ def make_buckets(
     buckets: Annotated[list[str], typer.Argument(help="Bucket names to create if missing.")],
 ) -> None:
     """Create S3 buckets on RETAIL_ETL_S3_ENDPOINT_URL (the chart's MinIO bucket Job)."""
-    from .storage import location
+    from .storage import make_bucket
 
     for bucket in buckets:
-        loc = location(f"s3://{bucket}")
-        if loc.fs.exists(bucket):
-            console.print(f"bucket {bucket}: exists")
-            continue
-        loc.fs.mkdir(bucket)
-        console.print(f"bucket {bucket}: created")
+        console.print(f"bucket {bucket}: {'created' if make_bucket(bucket) else 'exists'}")
 
 
 @app.command()
@@ -335,6 +330,26 @@ def promote(
             table.add_row(change.target if index == 0 else "", change.action if index == 0 else "", name,
                           str(before), str(after))
     console.print(table)
+
+
+@app.command()
+def bench(
+    rows: Annotated[int, typer.Option(min=1, help="Rows in the generated landing day.")] = 1_000_000,
+    stores: Annotated[int, typer.Option(min=1, help="Stores, one CSV each.")] = 50,
+    repeat: Annotated[int, typer.Option(min=1, help="Rounds of (pipeline, pandas, duckdb), alternating.")] = 3,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every raw figure here.")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(help="Keep landing (reused) and run logs here (default: a temp dir).")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep every run's warehouse and the work directory.")] = False,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+    empty_runs: Annotated[int, typer.Option(min=0, help="Empty-day pipeline runs (fixed cost).")] = 3,
+    profile: Annotated[Optional[Path], typer.Option(help="Profile one more, untimed pipeline run (pyinstrument) into this text file.")] = None,
+) -> None:
+    """Time the pipeline against plain pandas and DuckDB baselines on the same generated day."""
+    from .bench import BenchConfig, run_bench
+
+    config = BenchConfig(rows=rows, stores=stores, repeat=repeat, seed=seed, empty_runs=empty_runs,
+                         workdir=str(workdir) if workdir else None, keep=keep, profile=str(profile) if profile else None)
+    raise typer.Exit(run_bench(config, json_path=json_path, console=console))
 
 
 if __name__ == "__main__":

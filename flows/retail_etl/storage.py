@@ -71,6 +71,20 @@ def location(url: str | os.PathLike, settings: Settings | None = None) -> Locati
     return Location(url=url, fs=fs)
 
 
+def make_bucket(bucket: str, settings: Settings | None = None) -> bool:
+    """Create an S3 bucket unless it exists; True if created. (us-east-1 takes no location constraint.)"""
+    settings = settings or Settings()
+    fs = location(f"s3://{bucket}", settings).fs
+    if fs.exists(bucket):
+        return False
+    params: dict[str, Any] = {"Bucket": bucket}
+    if settings.s3_region and settings.s3_region != "us-east-1":
+        params["CreateBucketConfiguration"] = {"LocationConstraint": settings.s3_region}
+    fs.call_s3("create_bucket", **params)
+    fs.invalidate_cache()
+    return True
+
+
 def file_identity(fs: Any, path: str) -> dict[str, Any]:
     """Size plus ETag or modification time: what changes when a file is rewritten."""
     info = fs.info(path)

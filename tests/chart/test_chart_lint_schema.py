@@ -86,6 +86,7 @@ def test_schema_forbids_unknown_keys_everywhere():
 
 @pytest.mark.parametrize("setting", [
     "foo=bar",
+    "global.foo=bar",
     "worker.bogus=1",
     "dask.worker.bogus=1",
     "minio.image.bogus=x",

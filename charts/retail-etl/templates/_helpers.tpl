@@ -24,7 +24,9 @@ Names
 {{/* Name of one component's objects: <fullname>-<component>. Usage: include "retail-etl.componentName" (list . "server") */}}
 {{- define "retail-etl.componentName" -}}
 {{- $ctx := index . 0 -}}
-{{- printf "%s-%s" (include "retail-etl.fullname" $ctx) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- $suffix := index . 1 -}}
+{{- /* Shorten the prefix, never the suffix, so that long release names cannot make two components collide. */ -}}
+{{- printf "%s-%s" (include "retail-etl.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix -}}
 {{- end -}}
 
 {{- define "retail-etl.chart" -}}
