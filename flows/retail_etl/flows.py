@@ -31,7 +31,7 @@ from .tasks import (
     configured_extract,
     io_options,
     list_landing_files,
-    publish_bucket,
+    transform_bucket,
     publish_manifest,
     result_storage,
     validate_files,
@@ -122,7 +122,7 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
 
     The work runs on Dask in three coarse stages that pass paths, never data:
     validate-files (per batch of landing files: cached extraction, field checks,
-    rows staged in transaction_id buckets), publish-bucket (per bucket: the
+    rows staged in transaction_id buckets), transform-bucket (per bucket: the
     day-wide duplicate check, enrichment, curated rows staged per region) and
     aggregate-region (per region: the mart row). publish-manifest then swaps the
     staged day in.
@@ -161,7 +161,7 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
             raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
         accepted = [outcome for outcome in outcomes if not outcome.rejected]
 
-        published = publish_bucket.with_options(**io).map(
+        published = transform_bucket.with_options(**io).map(
             range(buckets), warehouse, sale_date, run_id, unmapped(rules)).result() if accepted else []
         regions = sorted({region for result in published for region in result["regions"]})
         summaries = aggregate_region.with_options(**io).map(

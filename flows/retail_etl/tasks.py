@@ -145,22 +145,10 @@ class FileOutcome(BaseModel):
     rejected: dict[str, str] | None = None
 
 
-@task(name="validate-rows", persist_result=False, cache_policy=NO_CACHE)
-def validate_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Field checks of one file: rows still in the running, and quarantine rows with their reason."""
-    candidates, quarantine = split_field_checks(raw, rules)
-    logger = get_run_logger()
-    logger.info("validated %d rows: %d pass the field checks, %d quarantined", len(raw), len(candidates),
-                len(quarantine))
-    for reason, count in quarantine["reason"].value_counts().sort_index().items():
-        logger.debug("quarantine reason %s: %d rows", reason, count)
-    return candidates, quarantine
-
-
 @task(name="validate-files", persist_result=True, cache_policy=(INPUTS - "extract") + TASK_SOURCE + RUN_ID)
 def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse: str, sale_date: str,
                    run_id: str, rules: Rules, buckets: int) -> list[FileOutcome]:
-    """Extract (cached) and check a batch of landing files where the task runs (a Dask worker).
+    """Extract (cached) and validate a batch of landing files where the task runs (a Dask worker).
 
     Quarantine rows and the rows still in the running are staged as Parquet; rows are bucketed
     by transaction_id for the day-wide duplicate check. Unreadable files are copied whole.
@@ -176,7 +164,7 @@ def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse
                                         rejected={"file": source.url, **raw.attrs["rejected"], "quarantined_to": kept}))
             continue
         raw["source_file"] = source.url
-        candidates, quarantine = validate_rows(raw, rules)
+        candidates, quarantine = split_field_checks(raw, rules)
         day.write_quarantine(quarantine, part=f"f{index:06d}")
         day.write_candidates(candidates, index, buckets)
         reasons = quarantine["reason"].value_counts()
@@ -185,20 +173,15 @@ def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse
     return outcomes
 
 
-@task(name="transform-rows", persist_result=False, cache_policy=NO_CACHE)
-def transform_rows(clean: pd.DataFrame) -> pd.DataFrame:
-    return enrich(clean)
-
-
-@task(name="publish-bucket", persist_result=True, cache_policy=WITHIN_RUN)
-def publish_bucket(bucket: int, warehouse: str, sale_date: str, run_id: str, rules: Rules) -> dict:
+@task(name="transform-bucket", persist_result=True, cache_policy=WITHIN_RUN)
+def transform_bucket(bucket: int, warehouse: str, sale_date: str, run_id: str, rules: Rules) -> dict:
     """De-duplicate one transaction_id bucket, enrich the survivors and stage them per region."""
     day = StagedDay(location(warehouse), sale_date, run_id)
     candidates = day.read_candidates(bucket)
     if not len(candidates):
         return {"duplicates": 0, "regions": []}
     clean, duplicates = split_duplicates(candidates, rules)
-    enriched = transform_rows(clean)
+    enriched = enrich(clean)
     part = f"b{bucket:04d}"
     day.write_quarantine(duplicates, part=part)
     regions = day.write_curated(enriched, part=part)
