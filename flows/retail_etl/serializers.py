@@ -17,14 +17,14 @@ falls back to cloudpickle, told apart by Parquet's ``PAR1`` magic bytes.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Literal
 
 import cloudpickle
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect.serializers import Serializer
+
+from .storage import parquet_bytes
 
 PARQUET_MAGIC = b"PAR1"
 
@@ -36,9 +36,7 @@ class ParquetSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         if isinstance(obj, pd.DataFrame):
-            sink = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(obj, preserve_index=False), sink, compression="zstd")
-            return sink.getvalue()
+            return parquet_bytes(obj)
         return cloudpickle.dumps(obj)
 
     def loads(self, blob: bytes) -> Any:

@@ -113,18 +113,28 @@ def read_json(fs: Any, path: str) -> Any:
         return json.load(handle)
 
 
-def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table) -> None:
+#: Columns with unique values (dictionary-encoding them is wasted work, measured ~25% of a write).
+UNIQUE_COLUMNS = frozenset({"transaction_id", "raw_line", "source_line", "total"})
+
+
+def parquet_bytes(frame: pd.DataFrame | pa.Table, compression: str = "zstd") -> bytes:
+    """Parquet of a frame; zstd for published data, lz4 for scratch files read back at once."""
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    write_bytes(fs, path, sink.getvalue())
+    dictionary = [name for name in table.column_names if name not in UNIQUE_COLUMNS]
+    pq.write_table(table, sink, compression=compression, use_dictionary=dictionary)
+    return sink.getvalue()
 
 
-def read_parquet_dir(fs: Any, path: str) -> pd.DataFrame:
-    """All Parquet files directly under `path` as one DataFrame."""
+def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table, compression: str = "zstd") -> None:
+    write_bytes(fs, path, parquet_bytes(frame, compression))
+
+
+def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """All Parquet files directly under `path` (in name order) as one DataFrame."""
     fs.invalidate_cache(path)
     files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
-    tables = [pq.read_table(p, filesystem=fs) for p in files]
+    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in files]
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
 

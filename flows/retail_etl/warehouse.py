@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .contract import (
     CANDIDATES,
@@ -92,13 +93,20 @@ class StagedDay:
         if not len(rows):
             return
         assigned = bucket_of(rows["transaction_id"], buckets)
-        for bucket in np.unique(assigned):
-            part = rows.loc[assigned == bucket].reset_index(drop=True)
-            write_parquet(self.fs, posixpath.join(self.candidate_dir(int(bucket)), f"file-{file_index:06d}.parquet"), part)
+        order = np.argsort(assigned, kind="stable")  # keeps line order within each bucket
+        table = pa.Table.from_pandas(rows.drop(columns=["raw_line"], errors="ignore"), preserve_index=False).take(order)
+        bounds = np.searchsorted(assigned[order], np.arange(buckets + 1))
+        for bucket in range(buckets):
+            if bounds[bucket + 1] > bounds[bucket]:
+                part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
+                write_parquet(self.fs, posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.parquet"),
+                              part, compression="lz4")
 
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
-        return read_parquet_dir(self.fs, self.candidate_dir(bucket))
+        candidates = read_parquet_dir(self.fs, self.candidate_dir(bucket))
+        candidates["raw_line"] = pd.Series([None] * len(candidates), dtype="str")  # none: they parsed
+        return candidates
 
     def write_rejected_file(self, name: str, data: bytes) -> str:
         """Keep an unreadable landing file byte for byte; returns where it will be published."""
