@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import io
+
 import cloudpickle
 import pandas as pd
 import pyarrow.parquet as pq
