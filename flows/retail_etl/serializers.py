@@ -17,9 +17,8 @@ falls back to cloudpickle, told apart by Parquet's ``PAR1`` magic bytes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import io
+from typing import Any, Literal
 
 import cloudpickle
 import pandas as pd
