@@ -120,7 +120,7 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
 
     frame = _as_string_frame(table)
     frame["source_line"] = lines[data_rows]
-    frame["raw_line"] = pd.Series([None] * len(frame), dtype="str")
+    frame["raw_line"] = pd.Series(pd.NA, index=frame.index, dtype="str")
     if malformed:
         broken = pd.DataFrame({column: pd.Series([None] * len(malformed), dtype="str") for column in LANDING_COLUMNS})
         broken["source_line"] = lines[bad_rows]
@@ -187,7 +187,7 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
         {column: _parquet_column_as_text(table.column(column)) for column in LANDING_COLUMNS}
     )
     frame["source_line"] = np.arange(1, len(frame) + 1, dtype="int64")
-    frame["raw_line"] = pd.Series([None] * len(frame), dtype="str")
+    frame["raw_line"] = pd.Series(pd.NA, index=frame.index, dtype="str")
     return frame[list(RAW_COLUMNS)]
 
 

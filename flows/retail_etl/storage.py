@@ -134,7 +134,8 @@ def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd
     """All Parquet files directly under `path` (in name order) as one DataFrame."""
     fs.invalidate_cache(path)
     files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
-    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in files]
+    # Whole-object reads: pyarrow over an fsspec handle makes many small Python-level reads.
+    tables = [pq.read_table(io.BytesIO(fs.cat_file(p)), columns=columns) for p in files]
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
 

@@ -126,8 +126,8 @@ def _numeric(values: pd.Series) -> pd.Series:
     return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
 
 
-def _stripped_fields(raw: pd.DataFrame) -> pd.DataFrame:
-    fields = pd.DataFrame({column: raw[column].str.strip() for column in LANDING_COLUMNS}, index=raw.index)
+def _stripped_fields(raw: pd.DataFrame, columns: tuple[str, ...] = LANDING_COLUMNS) -> pd.DataFrame:
+    fields = pd.DataFrame({column: raw[column].str.strip() for column in columns}, index=raw.index)
     fields["quantity_value"] = _numeric(fields["quantity"])
     fields["unit_price_value"] = _numeric(fields["unit_price"])
     return fields
@@ -178,7 +178,7 @@ def typed_rows(fields: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "transaction_id": fields["transaction_id"],
-            "sale_date": pd.Series([rules.run_date] * len(fields), index=fields.index, dtype="object"),
+            "sale_date": pd.Series(np.full(len(fields), rules.run_date, dtype=object), index=fields.index),
             "store_id": fields["store_id"],
             "region": fields["region"],
             "product": fields["product"],
@@ -201,7 +201,7 @@ def split_duplicates(candidates: pd.DataFrame, rules: Rules) -> tuple[pd.DataFra
     """Clean typed rows and `duplicate_transaction` quarantine rows, from rows that passed the
     field checks, in first-seen order (the first occurrence wins)."""
     candidates = candidates.reset_index(drop=True)
-    fields = _stripped_fields(candidates)
+    fields = _stripped_fields(candidates, tuple(c for c in LANDING_COLUMNS if c != "sale_date"))
     reasons = pd.Series(pd.NA, index=candidates.index, dtype="str")
     reasons.loc[duplicate_rows(fields["transaction_id"])] = "duplicate_transaction"
     return typed_rows(fields.loc[reasons.isna()], rules), quarantine_rows(candidates, reasons)

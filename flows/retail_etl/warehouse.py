@@ -105,7 +105,7 @@ class StagedDay:
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
         candidates = read_parquet_dir(self.fs, self.candidate_dir(bucket))
-        candidates["raw_line"] = pd.Series([None] * len(candidates), dtype="str")  # none: they parsed
+        candidates["raw_line"] = pd.Series(pd.NA, index=candidates.index, dtype="str")  # none: they parsed
         return candidates
 
     def write_rejected_file(self, name: str, data: bytes) -> str:
