@@ -77,3 +77,15 @@ def test_region_names_are_escaped_in_paths(tmp_path):
 def test_run_id_must_be_a_path_segment(tmp_path):
     with pytest.raises(ValueError):
         StagedDay(location(tmp_path), "2024-01-15", "../x")
+
+
+def test_candidates_round_trip_keeps_original_spellings(tmp_path):
+    day = StagedDay(location(tmp_path), "2024-01-15", "r")
+    rows = pd.DataFrame({"transaction_id": ["a", "b", "c"], "sale_date": ["2024-01-15", " 2024-01-15", "2024-01-15"],
+                         "store_id": "S1", "region": "north", "product": "tea", "quantity": "1", "unit_price": "2",
+                         "source_line": [2, 3, 4], "raw_line": pd.Series([None] * 3, dtype="str"),
+                         "source_file": "S1.csv"})
+    day.write_candidates(rows, 0, 2)
+    back = pd.concat([day.read_candidates(b) for b in range(2)]).sort_values("source_line")
+    assert back["sale_date"].tolist() == ["2024-01-15", " 2024-01-15", "2024-01-15"]
+    assert back["transaction_id"].tolist() == ["a", "b", "c"] and back["raw_line"].isna().all()

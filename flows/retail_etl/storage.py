@@ -118,7 +118,7 @@ UNIQUE_COLUMNS = frozenset({"transaction_id", "raw_line", "source_line", "total"
 
 
 def parquet_bytes(frame: pd.DataFrame | pa.Table, compression: str = "zstd") -> bytes:
-    """Parquet of a frame; zstd for published data, lz4 for scratch files read back at once."""
+    """Parquet of a frame; zstd for published data, none for scratch files read back at once."""
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     sink = io.BytesIO()
     dictionary = [name for name in table.column_names if name not in UNIQUE_COLUMNS]

@@ -94,17 +94,22 @@ class StagedDay:
             return
         assigned = bucket_of(rows["transaction_id"], buckets)
         order = np.argsort(assigned, kind="stable")  # keeps line order within each bucket
-        table = pa.Table.from_pandas(rows.drop(columns=["raw_line"], errors="ignore"), preserve_index=False).take(order)
+        rows = rows.drop(columns=["raw_line"], errors="ignore")
+        # After the field checks sale_date is the run date; keep only spellings that differ (" 2024-01-15").
+        rows["sale_date"] = rows["sale_date"].where(rows["sale_date"] != self.sale_date)
+        table = pa.Table.from_pandas(rows, preserve_index=False).take(order)
         bounds = np.searchsorted(assigned[order], np.arange(buckets + 1))
         for bucket in range(buckets):
             if bounds[bucket + 1] > bounds[bucket]:
                 part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
                 write_parquet(self.fs, posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.parquet"),
-                              part, compression="lz4")
+                              part, compression="none")
 
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
         candidates = read_parquet_dir(self.fs, self.candidate_dir(bucket))
+        if len(candidates):
+            candidates["sale_date"] = candidates["sale_date"].fillna(self.sale_date)
         candidates["raw_line"] = pd.Series(pd.NA, index=candidates.index, dtype="str")  # none: they parsed
         return candidates
 
