@@ -199,11 +199,18 @@ def split_field_checks(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, p
 
 def split_duplicates(candidates: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean typed rows and `duplicate_transaction` quarantine rows, from rows that passed the
-    field checks, in first-seen order (the first occurrence wins)."""
+    field checks, in first-seen order (the first occurrence wins).
+
+    With an ``id_hash`` column (a hash of the stripped transaction_id), only rows whose hash
+    repeats go through the exact check: equal ids have equal hashes, so none is missed.
+    """
     candidates = candidates.reset_index(drop=True)
     fields = _stripped_fields(candidates, tuple(c for c in LANDING_COLUMNS if c != "sale_date"))
+    ids = fields["transaction_id"]
+    if "id_hash" in candidates:
+        ids = ids[candidates["id_hash"].duplicated(keep=False).to_numpy()]
     reasons = pd.Series(pd.NA, index=candidates.index, dtype="str")
-    reasons.loc[duplicate_rows(fields["transaction_id"])] = "duplicate_transaction"
+    reasons.loc[duplicate_rows(ids)] = "duplicate_transaction"
     return typed_rows(fields.loc[reasons.isna()], rules), quarantine_rows(candidates, reasons)
 
 

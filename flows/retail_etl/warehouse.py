@@ -33,14 +33,17 @@ from .contract import (
 from .storage import Location, move_tree, read_parquet_dir, remove_tree, write_bytes, write_json, write_parquet
 
 
-def bucket_of(transaction_ids: pd.Series, buckets: int) -> np.ndarray:
-    """Stable bucket of each (whitespace-stripped) transaction_id, the same in every process.
+def id_hashes(transaction_ids: pd.Series) -> np.ndarray:
+    """A stable 64-bit hash of each (whitespace-stripped) transaction_id, the same in every process.
 
-    >>> first, padded = bucket_of(pd.Series(["t1", " t1 "]), 4).tolist()
-    >>> first == padded == bucket_of(pd.Series(["t1"]), 4).tolist()[0]
+    >>> first, padded = id_hashes(pd.Series(["t1", " t1 "])).tolist()
+    >>> first == padded == id_hashes(pd.Series(["t1"])).tolist()[0]
     True
     """
-    hashes = pd.util.hash_pandas_object(transaction_ids.astype("str").str.strip(), index=False).to_numpy()
+    return pd.util.hash_pandas_object(transaction_ids.astype("str").str.strip(), index=False).to_numpy()
+
+
+def bucket_of(hashes: np.ndarray, buckets: int) -> np.ndarray:
     return (hashes % np.uint64(max(1, buckets))).astype("int64")
 
 
@@ -89,12 +92,14 @@ class StagedDay:
         return posixpath.join(self.staging_root, CANDIDATES, f"bucket={bucket:04d}")
 
     def write_candidates(self, rows: pd.DataFrame, file_index: int, buckets: int) -> None:
-        """Spread a file's rows over `buckets` by transaction_id, so each bucket can be de-duplicated alone."""
+        """Spread rows over `buckets` by transaction_id, so each bucket can be de-duplicated alone."""
         if not len(rows):
             return
-        assigned = bucket_of(rows["transaction_id"], buckets)
+        hashes = id_hashes(rows["transaction_id"])
+        assigned = bucket_of(hashes, buckets)
         order = np.argsort(assigned, kind="stable")  # keeps line order within each bucket
         rows = rows.drop(columns=["raw_line"], errors="ignore")
+        rows["id_hash"] = hashes.view("int64")  # lets the duplicate check look only at repeated hashes
         # After the field checks sale_date is the run date; keep only spellings that differ (" 2024-01-15").
         rows["sale_date"] = rows["sale_date"].where(rows["sale_date"] != self.sale_date)
         table = pa.Table.from_pandas(rows, preserve_index=False).take(order)
