@@ -196,6 +196,19 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(copy)
 
 
+def _code_revision() -> dict:
+    """The git commit of the code being measured, and the package's uncommitted files (if a checkout)."""
+    package = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "uncommitted": None}
+    return {"commit": commit, "uncommitted": [line[3:] for line in dirty]}
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for package in PACKAGES:
@@ -316,6 +329,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
         return 2
     if config.rows < 1 or config.stores < 1 or config.repeat < 1 or config.empty_runs < 0:
         raise ValueError("need rows >= 1, stores >= 1, repeat >= 1, empty_runs >= 0")
+    code = _code_revision()  # what is being measured, before anyone edits it
     workdir = Path(config.workdir) if config.workdir else Path(tempfile.mkdtemp(prefix="retail-etl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -360,6 +374,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
             "config": asdict(config),
             "machine": {"cpus": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
                         "python": sys.version.split()[0], "platform": platform.platform(), "versions": _versions()},
+            "code": code,
             "generation": generation,
             "memory_accounting": MEMORY_ACCOUNTING,
             "runs": runs,

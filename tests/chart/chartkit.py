@@ -12,7 +12,6 @@ A tool that cannot be obtained fails the tests; nothing is skipped.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
@@ -274,11 +273,5 @@ def allowed(policy: dict, labels: dict, namespace: str, port: int) -> bool:
     return False
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+# The registration code's own merge, so the test builds job variables exactly as the Job does.
+from retail_etl.register import deep_merge  # noqa: E402,F401
