@@ -325,7 +325,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
 
     console = console or Console()
     if importlib.util.find_spec("duckdb") is None:
-        console.print("[bold red]error:[/] the DuckDB baseline needs duckdb: pip install duckdb (it is in retail-etl[dev])")
+        console.print("[bold red]error:[/] the DuckDB baseline needs duckdb: pip install 'retail-etl[bench]'")
         return 2
     if config.rows < 1 or config.stores < 1 or config.repeat < 1 or config.empty_runs < 0:
         raise ValueError("need rows >= 1, stores >= 1, repeat >= 1, empty_runs >= 0")
