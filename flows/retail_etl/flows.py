@@ -31,9 +31,9 @@ from .tasks import (
     configured_extract,
     io_options,
     list_landing_files,
-    transform_bucket,
     publish_manifest,
     result_storage,
+    transform_bucket,
     validate_files,
 )
 from .validation import Rules

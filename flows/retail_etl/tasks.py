@@ -1,8 +1,9 @@
 """Prefect tasks: thin wrappers that give the pure steps retries, caching and storage.
 
-Tasks take URLs and small values, never a day's data through Dask: the
-DataFrames of extract/validate/transform stay in the flow's process, and the
-per-region aggregation reads its partition where it runs.
+Tasks take URLs and small values and return small summaries, never a day's data
+through Dask: each reads what it needs from storage where it runs (a Dask worker)
+and stages what it produces under the run's staging prefix. Only the cached
+extraction returns a DataFrame, and it runs nested inside the task that uses it.
 """
 
 from __future__ import annotations
