@@ -73,20 +73,6 @@ class BenchConfig:
     profile: str | None = None
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def prepare_landing(workdir: Path, config: BenchConfig) -> tuple[Path, dict]:
     """Generate the landing day once per (rows, stores, seed, date); reuse it when it is there."""
     from .generate import generate_day
@@ -321,7 +307,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
     from distributed import Client
 
     from .generate import REGIONS
-    from .runtime import local_cluster, prefect_api
+    from .runtime import local_cluster, prefect_api, temporary_environment
 
     console = console or Console()
     if importlib.util.find_spec("duckdb") is None:
@@ -338,7 +324,7 @@ def run_bench(config: BenchConfig, json_path: str | Path | None = None, console:
         empty_landing = workdir / "landing-empty"
         (empty_landing / "sales" / day_partition(config.sale_date)).mkdir(parents=True, exist_ok=True)
         runs, empty, profiled = [], [], None
-        with _interruptible(), _environment(RETAIL_ETL_REGIONS=",".join(REGIONS)), prefect_api() as api_url:
+        with _interruptible(), temporary_environment(RETAIL_ETL_REGIONS=",".join(REGIONS)), prefect_api() as api_url:
             with _output_to(workdir / "cluster.log"):
                 cluster = local_cluster(n_workers=2, threads_per_worker=1)
             with cluster, Client(cluster) as client:

@@ -39,7 +39,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def temporary_environment(**values: str) -> Iterator[None]:
+    """Set environment variables (seen by processes started meanwhile) and restore them after."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -63,10 +64,10 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer(port=_free_port())
-    with _environment(PREFECT_SERVER_ANALYTICS_ENABLED=os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
+    with temporary_environment(PREFECT_SERVER_ANALYTICS_ENABLED=os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
         server.start(timeout=SERVER_STARTUP_TIMEOUT)  # a throwaway local server does not phone home
     try:
-        with _environment(PREFECT_API_URL=server.api_url), temporary_settings({PREFECT_API_URL: server.api_url}):
+        with temporary_environment(PREFECT_API_URL=server.api_url), temporary_settings({PREFECT_API_URL: server.api_url}):
             try:
                 yield server.api_url
             finally:
@@ -130,7 +131,7 @@ def dask_scheduler(settings: Settings | None = None) -> Iterator[str]:
         return
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler runs in this process
     with local_cluster(settings.dask_workers, settings.dask_threads_per_worker) as cluster:
-        with _environment(RETAIL_ETL_DASK_ADDRESS=cluster.scheduler_address):
+        with temporary_environment(RETAIL_ETL_DASK_ADDRESS=cluster.scheduler_address):
             yield cluster.scheduler_address
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 from chartkit import (CHART, ENVIRONMENTS, KITCHEN_SINK, HelmError, base_job_template, container_env, find, one,
-                      pod_templates, render_chart, render_chart_text, render_environment, run_helm,
+                      pod_templates, render_chart, render_environment, run_helm,
                       selector_matches, allowed)
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -25,7 +25,6 @@ import pyarrow.csv as pacsv
 
 from ..contract import (
     CURATED,
-    CURATED_FILE_COLUMNS,
     LANDING_COLUMNS,
     MART_COLUMNS,
     MARTS,
