@@ -143,7 +143,7 @@ def daily_sales_etl(run_date: date | None = None, landing: str | None = None, wa
     if not sources:
         if not allow_empty:
             raise EmptyLandingError(f"no landing files for {sale_date} under {landing}/sales/sale_date={sale_date}/ "
-                                    "(allow_empty publishes an empty day)")
+                                    "(--allow-empty, or allow_empty=True, publishes an empty day)")
         logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
     total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
