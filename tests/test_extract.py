@@ -126,3 +126,8 @@ def test_quoted_newlines_and_unterminated_quotes_keep_exact_lines():
     assert frame["product"].tolist()[0] == "tea\nbag"
     assert frame["source_line"].tolist() == [2, 4, 6]
     assert frame["raw_line"].tolist()[2] == 't3,2024-01-15,S1,north,"tea,1,2'
+
+
+def test_rejection_reasons_come_from_the_contract():
+    with pytest.raises(ValueError, match="not a file rejection reason"):
+        RejectedFile("looks_odd", "x.csv")

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .contract import LANDING_COLUMNS, LANDING_SUFFIXES
+from .contract import FILE_REASONS, LANDING_COLUMNS, LANDING_SUFFIXES
 
 #: Bump when extraction output changes, so cached extractions are not reused.
 EXTRACT_VERSION = "2"
@@ -35,6 +35,8 @@ class RejectedFile(Exception):
     """A landing file that cannot be read at all; it goes to quarantine/files whole."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        if reason not in FILE_REASONS:
+            raise ValueError(f"{reason!r} is not a file rejection reason ({', '.join(FILE_REASONS)})")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail

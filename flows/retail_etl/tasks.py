@@ -171,10 +171,10 @@ def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse
         frames.append(raw)
     if not frames:
         return outcomes
-    accepted = [outcome for outcome in outcomes if not outcome.rejected]
+    accepted = {outcome.url: outcome for outcome in outcomes if not outcome.rejected}
     raw = pd.concat(frames, ignore_index=True)
     raw["source_file"] = pd.Categorical.from_codes(
-        np.repeat(np.arange(len(frames)), [len(frame) for frame in frames]), categories=[o.url for o in accepted])
+        np.repeat(np.arange(len(frames)), [len(frame) for frame in frames]), categories=list(accepted))
     del frames
     candidates, quarantine = split_field_checks(raw, rules)
     first_index = batch[0][0]
@@ -182,7 +182,7 @@ def validate_files(batch: list[tuple[int, LandingFile]], extract: Any, warehouse
     day.write_candidates(candidates, first_index, buckets)
     counts = quarantine.groupby(["source_file", "reason"], observed=True).size()
     for (url, reason), count in counts.items():
-        next(o for o in accepted if o.url == url).reasons[str(reason)] = int(count)
+        accepted[url].reasons[str(reason)] = int(count)
     get_run_logger().info("validated %d files, %d rows: %d pass the field checks, %d quarantined",
                           len(accepted), len(raw), len(candidates), len(quarantine))
     return outcomes

@@ -51,9 +51,9 @@ class Rules:
             raise ValueError("regions must be None (accept any) or a non-empty set")
 
 
-def _is_iso_date(values: pd.Series, known_good: str | None = None) -> pd.Series:
-    """Real YYYY-MM-DD dates; `known_good` (the run date, almost every row) skips the parse."""
-    valid = values == known_good if known_good else pd.Series(False, index=values.index)
+def _is_iso_date(values: pd.Series, run_date: str) -> pd.Series:
+    """Real YYYY-MM-DD dates; values equal to the run date (almost every row) skip the parse."""
+    valid = values == run_date
     unknown = ~valid
     shaped = values[unknown].str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
     parsed = pd.to_datetime(values[unknown].where(shaped), format="%Y-%m-%d", errors="coerce")
