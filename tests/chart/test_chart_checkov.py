@@ -31,9 +31,23 @@ def run_checkov(checkov, manifests: str, directory) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "manifests.yaml").write_text(manifests)
     result = subprocess.run(
-        [str(checkov), "--directory", str(directory), "--framework", "kubernetes", "--output", "json",
-         "--skip-download", "--compact", "--soft-fail"],
-        capture_output=True, text=True, timeout=300, env=offline_environment())
+        [
+            str(checkov),
+            "--directory",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+            "--skip-download",
+            "--compact",
+            "--soft-fail",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=offline_environment(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]

@@ -8,9 +8,22 @@ import re
 
 import pytest
 import yaml
-from chartkit import (CHART, ENVIRONMENTS, KITCHEN_SINK, HelmError, base_job_template, container_env, find, one,
-                      pod_templates, render_chart, render_environment, run_helm,
-                      selector_matches, allowed)
+from chartkit import (
+    CHART,
+    ENVIRONMENTS,
+    KITCHEN_SINK,
+    HelmError,
+    allowed,
+    base_job_template,
+    container_env,
+    find,
+    one,
+    pod_templates,
+    render_chart,
+    render_environment,
+    run_helm,
+    selector_matches,
+)
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 ENV_FILES = {name: yaml.safe_load(path.read_text()) for name, (path, _) in ENVIRONMENTS.items() if path}
@@ -18,8 +31,11 @@ MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
 OWN_IMAGE = "retail-etl:0.1.0"
 
 WORKER_RULES = [
-    {"apiGroups": ["batch"], "resources": ["jobs"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
@@ -44,6 +60,7 @@ def option(args: list[str], flag: str) -> str:
 
 
 # -- RBAC -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("environment", list(ENVIRONMENTS))
 def test_rbac_is_namespaced_and_minimal(environment):
@@ -93,6 +110,7 @@ def test_flow_run_service_account_has_no_rbac():
 
 # -- Prefect API URL ----------------------------------------------------------------------------
 
+
 def test_worker_api_url_is_the_server_service_of_the_release():
     objects = render_chart(namespace="etl")
     url = container_env(container(objects, "Deployment", "retail-etl-worker"))["PREFECT_API_URL"]["value"]
@@ -115,7 +133,10 @@ def test_environment_clients_use_the_platform_server(environment):
     expected = ENV_FILES[environment]["prefectApiUrl"]
     assert expected == "http://retail-etl-server.retail-etl.svc.cluster.local:4200/api"
     assert container_env(container(objects, "Deployment", "retail-etl-worker"))["PREFECT_API_URL"]["value"] == expected
-    assert container_env(container(objects, "Deployment", "retail-etl-dask-worker"))["PREFECT_API_URL"]["value"] == expected
+    assert (
+        container_env(container(objects, "Deployment", "retail-etl-dask-worker"))["PREFECT_API_URL"]["value"]
+        == expected
+    )
     assert container_env(container(objects, "Job", "retail-etl-register"))["PREFECT_API_URL"]["value"] == expected
     # ... which is what the platform release renders.
     platform = render_environment("platform")
@@ -131,16 +152,22 @@ def platform_service_url(objects, name, port_name):
 
 @pytest.mark.parametrize("component", ["worker", "dask", "registration"])
 def test_api_url_required_without_server(component):
-    values = {"prefectServer": {"enabled": False},
-              "worker": {"enabled": component == "worker"},
-              "dask": {"enabled": component == "dask"},
-              "registration": {"enabled": component == "registration"}}
+    values = {
+        "prefectServer": {"enabled": False},
+        "worker": {"enabled": component == "worker"},
+        "dask": {"enabled": component == "dask"},
+        "registration": {"enabled": component == "registration"},
+    }
     with pytest.raises(HelmError) as failure:
         render_chart(values)
-    assert f"prefectApiUrl is required when prefectServer.enabled=false and {component}.enabled=true" in failure.value.stderr
+    assert (
+        f"prefectApiUrl is required when prefectServer.enabled=false and {component}.enabled=true"
+        in failure.value.stderr
+    )
 
 
 # -- worker -------------------------------------------------------------------------------------
+
 
 def test_worker_command_and_settings():
     objects = render_chart({"worker": {"clusterUid": "abc-123"}}, namespace="etl")
@@ -163,13 +190,17 @@ def test_worker_command_and_settings():
 @pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
 def test_work_pool_follows_the_environment(environment):
     objects = render_environment(environment)
-    assert option(command_line(container(objects, "Deployment", "retail-etl-worker")), "--pool") == f"retail-etl-{environment}"
+    assert (
+        option(command_line(container(objects, "Deployment", "retail-etl-worker")), "--pool")
+        == f"retail-etl-{environment}"
+    )
     register = command_line(container(objects, "Job", "retail-etl-register"))
     assert option(register, "--work-pool") == f"retail-etl-{environment}"
     assert option(register, "--environment") == environment
 
 
 # -- base job template --------------------------------------------------------------------------
+
 
 def test_base_job_template_has_prefects_shape_and_chart_defaults():
     from prefect.client.schemas.actions import WorkPoolCreate
@@ -205,9 +236,14 @@ def test_base_job_template_has_prefects_shape_and_chart_defaults():
 
 
 def test_base_job_template_follows_values():
-    objects = render_chart({"worker": {"finishedJobTtl": 600}, "dask": {"enabled": False},
-                            "etl": {"warehouse": "s3://wh", "regions": "north"},
-                            "flowRun": {"resources": {"limits": {"cpu": "3", "memory": "6Gi"}}}})
+    objects = render_chart(
+        {
+            "worker": {"finishedJobTtl": 600},
+            "dask": {"enabled": False},
+            "etl": {"warehouse": "s3://wh", "regions": "north"},
+            "flowRun": {"resources": {"limits": {"cpu": "3", "memory": "6Gi"}}},
+        }
+    )
     variables = base_job_template(objects)["variables"]["properties"]
     assert variables["finished_job_ttl"]["default"] == 600
     assert variables["cpu_limit"]["default"] == "3" and variables["memory_limit"]["default"] == "6Gi"
@@ -217,6 +253,7 @@ def test_base_job_template_follows_values():
 
 
 # -- registration ------------------------------------------------------------------------------
+
 
 def test_registration_job():
     objects = render_chart(namespace="etl")
@@ -229,9 +266,22 @@ def test_registration_job():
     c = job["spec"]["template"]["spec"]["containers"][0]
     args = command_line(c)
     assert args[:15] == [
-        "retail-etl", "register", "--environment", "dev", "--work-pool", "retail-etl-dev",
-        "--pool-type", "kubernetes", "--base-job-template", "/etc/retail-etl/base-job-template.json",
-        "--image", OWN_IMAGE, "--prefect-file", "/opt/retail-etl/prefect.yaml", "--wait-timeout"]
+        "retail-etl",
+        "register",
+        "--environment",
+        "dev",
+        "--work-pool",
+        "retail-etl-dev",
+        "--pool-type",
+        "kubernetes",
+        "--base-job-template",
+        "/etc/retail-etl/base-job-template.json",
+        "--image",
+        OWN_IMAGE,
+        "--prefect-file",
+        "/opt/retail-etl/prefect.yaml",
+        "--wait-timeout",
+    ]
     assert option(args, "--wait-timeout") == "300"
     job_variables = json.loads(option(args, "--job-variables"))
     assert job_variables["namespace"] == "etl"
@@ -254,8 +304,10 @@ def test_registration_removes_the_dask_address_when_dask_is_off():
 
 # -- images --------------------------------------------------------------------------------------
 
-IMAGE_REF = re.compile(r"^(?P<repository>[a-z0-9][a-z0-9._/-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)*)"
-                       r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})(?:@(?P<digest>sha256:[a-f0-9]{64}))?$")
+IMAGE_REF = re.compile(
+    r"^(?P<repository>[a-z0-9][a-z0-9._/-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)*)"
+    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
 
 
 def all_images(objects):
@@ -264,7 +316,10 @@ def all_images(objects):
             if c["image"] != "{{ image }}":
                 yield owner, c["image"]
     for cm in find(objects, "ConfigMap", "retail-etl-base-job-template"):
-        yield "base job template", json.loads(cm["data"]["base-job-template.json"])["variables"]["properties"]["image"]["default"]
+        yield (
+            "base job template",
+            json.loads(cm["data"]["base-job-template.json"])["variables"]["properties"]["image"]["default"],
+        )
     for job in find(objects, "Job", "retail-etl-register"):
         yield "registration --image", option(command_line(job["spec"]["template"]["spec"]["containers"][0]), "--image")
 
@@ -282,12 +337,19 @@ def test_every_image_has_a_pinned_tag(render):
 
 def test_image_references():
     objects = render_chart({"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}})
-    images = {owner: image for owner, image in all_images(objects)}
+    images = dict(all_images(objects))
     assert images["StatefulSet/retail-etl-minio"] == MINIO_IMAGE
     assert images["StatefulSet/retail-etl-postgresql"] == "postgres:16.4-alpine"
-    for owner in ("Deployment/retail-etl-server", "Deployment/retail-etl-worker", "Deployment/retail-etl-dask-scheduler",
-                  "Deployment/retail-etl-dask-worker", "Job/retail-etl-register", "Job/retail-etl-make-buckets",
-                  "base job template", "registration --image"):
+    for owner in (
+        "Deployment/retail-etl-server",
+        "Deployment/retail-etl-worker",
+        "Deployment/retail-etl-dask-scheduler",
+        "Deployment/retail-etl-dask-worker",
+        "Job/retail-etl-register",
+        "Job/retail-etl-make-buckets",
+        "base job template",
+        "registration --image",
+    ):
         assert images[owner] == OWN_IMAGE, owner
     digest = "sha256:" + "b" * 64
     objects = render_chart({"image": {"tag": "1.2.3", "digest": digest}})
@@ -296,55 +358,125 @@ def test_image_references():
 
 # -- toggles -------------------------------------------------------------------------------------
 
-SERVER = {("Deployment", "retail-etl-server"), ("Service", "retail-etl-server"),
-          ("PersistentVolumeClaim", "retail-etl-server-data"), ("NetworkPolicy", "retail-etl-server")}
-MINIO = {("StatefulSet", "retail-etl-minio"), ("Service", "retail-etl-minio"), ("Secret", "retail-etl-minio"),
-         ("Job", "retail-etl-make-buckets"), ("NetworkPolicy", "retail-etl-minio")}
-WORKER = {("Deployment", "retail-etl-worker"), ("ServiceAccount", "retail-etl-worker"), ("Role", "retail-etl-worker"),
-          ("RoleBinding", "retail-etl-worker"), ("ServiceAccount", "retail-etl-flow-run"),
-          ("ConfigMap", "retail-etl-base-job-template")}
-DASK = {("Deployment", "retail-etl-dask-scheduler"), ("Service", "retail-etl-dask-scheduler"),
-        ("Deployment", "retail-etl-dask-worker"), ("NetworkPolicy", "retail-etl-dask-scheduler"),
-        ("NetworkPolicy", "retail-etl-dask-worker")}
-REGISTRATION = {("Job", "retail-etl-register"), ("ConfigMap", "retail-etl-base-job-template"),
-                ("ServiceAccount", "retail-etl-flow-run")}
-POSTGRESQL = {("StatefulSet", "retail-etl-postgresql"), ("Service", "retail-etl-postgresql"),
-              ("Secret", "retail-etl-postgresql"), ("NetworkPolicy", "retail-etl-postgresql")}
+SERVER = {
+    ("Deployment", "retail-etl-server"),
+    ("Service", "retail-etl-server"),
+    ("PersistentVolumeClaim", "retail-etl-server-data"),
+    ("NetworkPolicy", "retail-etl-server"),
+}
+MINIO = {
+    ("StatefulSet", "retail-etl-minio"),
+    ("Service", "retail-etl-minio"),
+    ("Secret", "retail-etl-minio"),
+    ("Job", "retail-etl-make-buckets"),
+    ("NetworkPolicy", "retail-etl-minio"),
+}
+WORKER = {
+    ("Deployment", "retail-etl-worker"),
+    ("ServiceAccount", "retail-etl-worker"),
+    ("Role", "retail-etl-worker"),
+    ("RoleBinding", "retail-etl-worker"),
+    ("ServiceAccount", "retail-etl-flow-run"),
+    ("ConfigMap", "retail-etl-base-job-template"),
+}
+DASK = {
+    ("Deployment", "retail-etl-dask-scheduler"),
+    ("Service", "retail-etl-dask-scheduler"),
+    ("Deployment", "retail-etl-dask-worker"),
+    ("NetworkPolicy", "retail-etl-dask-scheduler"),
+    ("NetworkPolicy", "retail-etl-dask-worker"),
+}
+REGISTRATION = {
+    ("Job", "retail-etl-register"),
+    ("ConfigMap", "retail-etl-base-job-template"),
+    ("ServiceAccount", "retail-etl-flow-run"),
+}
+POSTGRESQL = {
+    ("StatefulSet", "retail-etl-postgresql"),
+    ("Service", "retail-etl-postgresql"),
+    ("Secret", "retail-etl-postgresql"),
+    ("NetworkPolicy", "retail-etl-postgresql"),
+}
 ALWAYS = {("ServiceAccount", "retail-etl"), ("NetworkPolicy", "retail-etl-default-deny")}
-EXTERNAL_S3 = {"minio": {"enabled": False}, "s3": {"endpointUrl": "https://s3.example.com", "existingSecret": "s3-creds"}}
+EXTERNAL_S3 = {
+    "minio": {"enabled": False},
+    "s3": {"endpointUrl": "https://s3.example.com", "existingSecret": "s3-creds"},
+}
 
 
-@pytest.mark.parametrize("values, expected", [
-    (None, ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION),
-    ("platform", ALWAYS | SERVER | MINIO),
-    ("dev", ALWAYS | WORKER | DASK | REGISTRATION),
-    ("prod", ALWAYS | WORKER | DASK | REGISTRATION),
-    (EXTERNAL_S3, ALWAYS | SERVER | WORKER | DASK | REGISTRATION),
-    ({"dask": {"enabled": False}}, ALWAYS | SERVER | MINIO | WORKER | REGISTRATION),
-    ({"worker": {"enabled": False}}, ALWAYS | SERVER | MINIO | DASK | REGISTRATION),
-    ({"registration": {"enabled": False}}, ALWAYS | SERVER | MINIO | WORKER | DASK),
-    ({"worker": {"enabled": False}, "registration": {"enabled": False}},
-     ALWAYS | SERVER | MINIO | DASK),
-    ({"prefectServer": {"database": {"type": "postgresql"}}, "postgresql": {"enabled": True}},
-     (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | POSTGRESQL) - {("PersistentVolumeClaim", "retail-etl-server-data")}),
-    ({"prefectServer": {"database": {"type": "postgresql", "external": {"existingSecret": "db"}}}},
-     (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION) - {("PersistentVolumeClaim", "retail-etl-server-data")}),
-    ({"prefectServer": {"persistence": {"existingClaim": "mine"}}},
-     (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION) - {("PersistentVolumeClaim", "retail-etl-server-data")}),
-    ({"networkPolicy": {"enabled": False}},
-     {o for o in ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION if o[0] != "NetworkPolicy"}),
-    ({"prefectServer": {"ingress": {"enabled": True}}},
-     ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | {("Ingress", "retail-etl-server")}),
-    ({"basicAuth": {"enabled": True}},
-     ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | {("Secret", "retail-etl-auth")}),
-    ({"basicAuth": {"enabled": True, "existingSecret": "auth"}}, ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION),
-    ({"minio": {"enabled": False}, "s3": {"accessKeyId": "AKID", "secretAccessKey": "secret-key"}},
-     ALWAYS | SERVER | WORKER | DASK | REGISTRATION | {("Secret", "retail-etl-s3")}),
-    ({"minio": {"existingSecret": "minio-root"}},
-     (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION) - {("Secret", "retail-etl-minio")}),
-], ids=["defaults", "platform", "dev", "prod", "external-s3", "no-dask", "no-worker", "no-registration",
-        "server-minio-dask", "bundled-postgresql", "external-postgresql", "existing-claim", "no-networkpolicy",
-        "ingress", "basic-auth", "basic-auth-existing", "s3-from-values", "minio-existing-secret"])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (None, ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION),
+        ("platform", ALWAYS | SERVER | MINIO),
+        ("dev", ALWAYS | WORKER | DASK | REGISTRATION),
+        ("prod", ALWAYS | WORKER | DASK | REGISTRATION),
+        (EXTERNAL_S3, ALWAYS | SERVER | WORKER | DASK | REGISTRATION),
+        ({"dask": {"enabled": False}}, ALWAYS | SERVER | MINIO | WORKER | REGISTRATION),
+        ({"worker": {"enabled": False}}, ALWAYS | SERVER | MINIO | DASK | REGISTRATION),
+        ({"registration": {"enabled": False}}, ALWAYS | SERVER | MINIO | WORKER | DASK),
+        ({"worker": {"enabled": False}, "registration": {"enabled": False}}, ALWAYS | SERVER | MINIO | DASK),
+        (
+            {"prefectServer": {"database": {"type": "postgresql"}}, "postgresql": {"enabled": True}},
+            (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | POSTGRESQL)
+            - {("PersistentVolumeClaim", "retail-etl-server-data")},
+        ),
+        (
+            {"prefectServer": {"database": {"type": "postgresql", "external": {"existingSecret": "db"}}}},
+            (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION)
+            - {("PersistentVolumeClaim", "retail-etl-server-data")},
+        ),
+        (
+            {"prefectServer": {"persistence": {"existingClaim": "mine"}}},
+            (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION)
+            - {("PersistentVolumeClaim", "retail-etl-server-data")},
+        ),
+        (
+            {"networkPolicy": {"enabled": False}},
+            {o for o in ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION if o[0] != "NetworkPolicy"},
+        ),
+        (
+            {"prefectServer": {"ingress": {"enabled": True}}},
+            ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | {("Ingress", "retail-etl-server")},
+        ),
+        (
+            {"basicAuth": {"enabled": True}},
+            ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION | {("Secret", "retail-etl-auth")},
+        ),
+        (
+            {"basicAuth": {"enabled": True, "existingSecret": "auth"}},
+            ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION,
+        ),
+        (
+            {"minio": {"enabled": False}, "s3": {"accessKeyId": "AKID", "secretAccessKey": "secret-key"}},
+            ALWAYS | SERVER | WORKER | DASK | REGISTRATION | {("Secret", "retail-etl-s3")},
+        ),
+        (
+            {"minio": {"existingSecret": "minio-root"}},
+            (ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION) - {("Secret", "retail-etl-minio")},
+        ),
+    ],
+    ids=[
+        "defaults",
+        "platform",
+        "dev",
+        "prod",
+        "external-s3",
+        "no-dask",
+        "no-worker",
+        "no-registration",
+        "server-minio-dask",
+        "bundled-postgresql",
+        "external-postgresql",
+        "existing-claim",
+        "no-networkpolicy",
+        "ingress",
+        "basic-auth",
+        "basic-auth-existing",
+        "s3-from-values",
+        "minio-existing-secret",
+    ],
+)
 def test_toggles_render_exactly_the_expected_objects(values, expected):
     if isinstance(values, str):
         objects = render_environment(values)
@@ -357,17 +489,26 @@ def test_minio_existing_secret_is_used_everywhere():
     objects = render_chart({"minio": {"existingSecret": "minio-root"}})
     assert not find(objects, "Secret")
     minio_env = container_env(container(objects, "StatefulSet", "retail-etl-minio"))
-    assert minio_env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "AWS_ACCESS_KEY_ID"}
-    assert container(objects, "Deployment", "retail-etl-dask-worker")["envFrom"] == [{"secretRef": {"name": "minio-root"}}]
+    assert minio_env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"] == {
+        "name": "minio-root",
+        "key": "AWS_ACCESS_KEY_ID",
+    }
+    assert container(objects, "Deployment", "retail-etl-dask-worker")["envFrom"] == [
+        {"secretRef": {"name": "minio-root"}}
+    ]
 
 
 def test_s3_secret_is_required_without_minio():
     with pytest.raises(HelmError) as failure:
         render_chart({"minio": {"enabled": False}})
-    assert "s3.existingSecret (or s3.accessKeyId and s3.secretAccessKey) is required when minio.enabled=false" in failure.value.stderr
+    assert (
+        "s3.existingSecret (or s3.accessKeyId and s3.secretAccessKey) is required when minio.enabled=false"
+        in failure.value.stderr
+    )
 
 
 # -- Prefect server ------------------------------------------------------------------------------
+
 
 def test_sqlite_refuses_more_than_one_replica():
     with pytest.raises(HelmError) as failure:
@@ -398,15 +539,19 @@ def test_sqlite_server():
 
 
 def test_bundled_postgresql():
-    objects = render_chart({"prefectServer": {"replicas": 3, "database": {"type": "postgresql"}},
-                            "postgresql": {"enabled": True}})
+    objects = render_chart(
+        {"prefectServer": {"replicas": 3, "database": {"type": "postgresql"}}, "postgresql": {"enabled": True}}
+    )
     deployment = one(objects, "Deployment", "retail-etl-server")
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
     assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env
     assert env["PREFECT_SERVER_DATABASE_HOST"]["value"] == "retail-etl-postgresql.retail-etl-dev.svc.cluster.local"
-    assert env["PREFECT_SERVER_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "retail-etl-postgresql", "key": "password"}
+    assert env["PREFECT_SERVER_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "retail-etl-postgresql",
+        "key": "password",
+    }
     secret = one(objects, "Secret", "retail-etl-postgresql")
     assert len(base64.b64decode(secret["data"]["password"])) == 32
     pg = container(objects, "StatefulSet", "retail-etl-postgresql")
@@ -414,21 +559,46 @@ def test_bundled_postgresql():
 
 
 def test_external_postgresql():
-    objects = render_chart({"prefectServer": {"database": {"type": "postgresql", "external": {
-        "existingSecret": "prefect-db", "existingSecretKey": "url"}}}})
+    objects = render_chart(
+        {
+            "prefectServer": {
+                "database": {
+                    "type": "postgresql",
+                    "external": {"existingSecret": "prefect-db", "existingSecretKey": "url"},
+                }
+            }
+        }
+    )
     env = container_env(container(objects, "Deployment", "retail-etl-server"))
-    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]["valueFrom"]["secretKeyRef"] == {"name": "prefect-db", "key": "url"}
+    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "prefect-db",
+        "key": "url",
+    }
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"prefectServer": {"database": {"type": "postgresql"}}},
-     "prefectServer.database.type=postgresql needs postgresql.enabled=true"),
-    ({"postgresql": {"enabled": True}}, "postgresql.enabled=true requires"),
-    ({"prefectServer": {"enabled": False}, "prefectApiUrl": "http://server:4200/api", "basicAuth": {"enabled": True}},
-     "basicAuth.existingSecret (or basicAuth.password) is required when basicAuth.enabled=true and prefectServer.enabled=false"),
-    ({"s3": {"accessKeyId": "AKID"}}, "s3.secretAccessKey is required"),
-    ({"prefectServer": {"ingress": {"enabled": True, "tls": {"enabled": True}}}}, "prefectServer.ingress.tls.secretName is required"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"prefectServer": {"database": {"type": "postgresql"}}},
+            "prefectServer.database.type=postgresql needs postgresql.enabled=true",
+        ),
+        ({"postgresql": {"enabled": True}}, "postgresql.enabled=true requires"),
+        (
+            {
+                "prefectServer": {"enabled": False},
+                "prefectApiUrl": "http://server:4200/api",
+                "basicAuth": {"enabled": True},
+            },
+            "basicAuth.existingSecret (or basicAuth.password) is required when basicAuth.enabled=true and prefectServer.enabled=false",
+        ),
+        ({"s3": {"accessKeyId": "AKID"}}, "s3.secretAccessKey is required"),
+        (
+            {"prefectServer": {"ingress": {"enabled": True, "tls": {"enabled": True}}}},
+            "prefectServer.ingress.tls.secretName is required",
+        ),
+    ],
+)
 def test_required_guards_name_the_value(values, message):
     with pytest.raises(HelmError) as failure:
         render_chart(values)
@@ -440,20 +610,37 @@ def test_basic_auth_reaches_server_and_every_client():
     ref = {"name": "retail-etl-auth", "key": "auth-string"}
     server = container_env(container(objects, "Deployment", "retail-etl-server"))
     assert server["PREFECT_SERVER_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == ref
-    for kind, name in [("Deployment", "retail-etl-worker"), ("Deployment", "retail-etl-dask-worker"),
-                       ("Job", "retail-etl-register")]:
-        assert container_env(container(objects, kind, name))["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == ref, name
+    for kind, name in [
+        ("Deployment", "retail-etl-worker"),
+        ("Deployment", "retail-etl-dask-worker"),
+        ("Job", "retail-etl-register"),
+    ]:
+        assert (
+            container_env(container(objects, kind, name))["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == ref
+        ), name
     worker = container_env(container(objects, "Deployment", "retail-etl-worker"))
     # Flow-run Jobs get it by reference too.
     assert worker["PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_AUTH_STRING_SECRET_NAME"]["value"] == "retail-etl-auth"
     assert worker["PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_AUTH_STRING_SECRET_KEY"]["value"] == "auth-string"
-    user, _, password = base64.b64decode(one(objects, "Secret", "retail-etl-auth")["data"]["auth-string"]).decode().partition(":")
+    user, _, password = (
+        base64.b64decode(one(objects, "Secret", "retail-etl-auth")["data"]["auth-string"]).decode().partition(":")
+    )
     assert user == "admin" and len(password) == 32
 
 
 def test_ingress():
-    objects = render_chart({"prefectServer": {"ingress": {"enabled": True, "host": "prefect.example.com",
-                                                          "className": "nginx", "tls": {"enabled": True, "secretName": "tls"}}}})
+    objects = render_chart(
+        {
+            "prefectServer": {
+                "ingress": {
+                    "enabled": True,
+                    "host": "prefect.example.com",
+                    "className": "nginx",
+                    "tls": {"enabled": True, "secretName": "tls"},
+                }
+            }
+        }
+    )
     ingress = one(objects, "Ingress", "retail-etl-server")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["prefect.example.com"], "secretName": "tls"}]
@@ -461,11 +648,15 @@ def test_ingress():
     assert backend == {"name": "retail-etl-server", "port": {"name": "http"}}
     policy = one(objects, "NetworkPolicy", "retail-etl-server")
     sources = policy["spec"]["ingress"][0]["from"]
-    assert any(s.get("namespaceSelector", {}).get("matchExpressions", [{}])[0].get("values") == ["ingress-nginx"]
-               for s in sources if "podSelector" not in s)
+    assert any(
+        s.get("namespaceSelector", {}).get("matchExpressions", [{}])[0].get("values") == ["ingress-nginx"]
+        for s in sources
+        if "podSelector" not in s
+    )
 
 
 # -- MinIO and Dask ------------------------------------------------------------------------------
+
 
 def test_minio():
     objects = render_chart(namespace="etl")
@@ -485,7 +676,10 @@ def test_minio():
     bucket_container = job["spec"]["template"]["spec"]["containers"][0]
     assert command_line(bucket_container) == ["retail-etl", "make-buckets", "landing", "warehouse-dev"]
     assert bucket_container["image"] == OWN_IMAGE
-    assert container_env(bucket_container)["RETAIL_ETL_S3_ENDPOINT_URL"]["value"] == "http://retail-etl-minio.etl.svc.cluster.local:9000"
+    assert (
+        container_env(bucket_container)["RETAIL_ETL_S3_ENDPOINT_URL"]["value"]
+        == "http://retail-etl-minio.etl.svc.cluster.local:9000"
+    )
     assert bucket_container["envFrom"] == [{"secretRef": {"name": "retail-etl-minio"}}]
     assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
 
@@ -528,29 +722,56 @@ def test_dask(environment):
 
 
 def test_dask_memory_limit_values():
-    assert option(command_line(container(render_chart({"dask": {"worker": {"memoryLimit": ""}}}), "Deployment",
-                                         "retail-etl-dask-worker")), "--memory-limit") == "2Gi"
-    assert option(command_line(container(render_chart({"dask": {"worker": {"memoryLimit": "3GiB"}}}), "Deployment",
-                                         "retail-etl-dask-worker")), "--memory-limit") == "3GiB"
+    assert (
+        option(
+            command_line(
+                container(
+                    render_chart({"dask": {"worker": {"memoryLimit": ""}}}), "Deployment", "retail-etl-dask-worker"
+                )
+            ),
+            "--memory-limit",
+        )
+        == "2Gi"
+    )
+    assert (
+        option(
+            command_line(
+                container(
+                    render_chart({"dask": {"worker": {"memoryLimit": "3GiB"}}}), "Deployment", "retail-etl-dask-worker"
+                )
+            ),
+            "--memory-limit",
+        )
+        == "3GiB"
+    )
 
 
 def test_prod_has_more_dask_capacity_than_dev():
     def capacity(env):
         worker = ENV_FILES[env]["dask"]["worker"]
         return worker["replicas"] * worker["threads"]
+
     assert capacity("prod") > capacity("staging") >= capacity("dev")
 
 
 # -- secrets -------------------------------------------------------------------------------------
 
-SECRET_VALUES = {"basicAuth": {"enabled": True, "password": "pa55-word-auth"},
-                 "minio": {"enabled": False},
-                 "s3": {"endpointUrl": "https://s3.example.com", "accessKeyId": "AKIDEXAMPLEKEY",
-                        "secretAccessKey": "wJalrXUtnFEMI-example-key"},
-                 "prefectServer": {"database": {"type": "postgresql"}}, "postgresql": {"enabled": True}}
+SECRET_VALUES = {
+    "basicAuth": {"enabled": True, "password": "pa55-word-auth"},
+    "minio": {"enabled": False},
+    "s3": {
+        "endpointUrl": "https://s3.example.com",
+        "accessKeyId": "AKIDEXAMPLEKEY",
+        "secretAccessKey": "wJalrXUtnFEMI-example-key",
+    },
+    "prefectServer": {"database": {"type": "postgresql"}},
+    "postgresql": {"enabled": True},
+}
 
 
-@pytest.mark.parametrize("values", [None, SECRET_VALUES, KITCHEN_SINK], ids=["defaults", "secrets-from-values", "kitchen-sink"])
+@pytest.mark.parametrize(
+    "values", [None, SECRET_VALUES, KITCHEN_SINK], ids=["defaults", "secrets-from-values", "kitchen-sink"]
+)
 def test_credentials_only_in_secrets(values):
     objects = render_chart(values)
     secrets = find(objects, "Secret")
@@ -579,6 +800,7 @@ def test_generated_secrets_survive_upgrades_through_lookup():
 
 
 # -- pod hardening -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("render", [*ENVIRONMENTS, "kitchen-sink"])
 def test_every_pod_is_hardened_and_bounded(render):
@@ -615,6 +837,7 @@ def test_every_namespaced_object_names_its_namespace(render):
 
 # -- NetworkPolicies -----------------------------------------------------------------------------
 
+
 def pod_labels(objects, kind, name):
     return one(objects, kind, name)["spec"]["template"]["metadata"]["labels"]
 
@@ -626,8 +849,13 @@ def flow_run_labels(objects):
 def test_network_policies_are_on_by_default():
     objects = render_chart()
     names = {p["metadata"]["name"] for p in find(objects, "NetworkPolicy")}
-    assert names == {"retail-etl-default-deny", "retail-etl-server", "retail-etl-minio",
-                     "retail-etl-dask-scheduler", "retail-etl-dask-worker"}
+    assert names == {
+        "retail-etl-default-deny",
+        "retail-etl-server",
+        "retail-etl-minio",
+        "retail-etl-dask-scheduler",
+        "retail-etl-dask-worker",
+    }
     deny = one(objects, "NetworkPolicy", "retail-etl-default-deny")
     assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
     for owner, metadata, _ in pod_templates(objects):
@@ -637,22 +865,31 @@ def test_network_policies_are_on_by_default():
 def test_network_policies_allow_only_the_platform_traffic():
     objects = render_chart(namespace="ns")
     policy = {p["metadata"]["name"].removeprefix("retail-etl-"): p for p in find(objects, "NetworkPolicy")}
-    labels = {name: pod_labels(objects, kind, f"retail-etl-{name}") for kind, name in [
-        ("Deployment", "server"), ("Deployment", "worker"), ("Deployment", "dask-scheduler"),
-        ("Deployment", "dask-worker"), ("StatefulSet", "minio"), ("Job", "register"), ("Job", "make-buckets")]}
+    labels = {
+        name: pod_labels(objects, kind, f"retail-etl-{name}")
+        for kind, name in [
+            ("Deployment", "server"),
+            ("Deployment", "worker"),
+            ("Deployment", "dask-scheduler"),
+            ("Deployment", "dask-worker"),
+            ("StatefulSet", "minio"),
+            ("Job", "register"),
+            ("Job", "make-buckets"),
+        ]
+    }
     labels["flow-run"] = flow_run_labels(objects)
     # Each policy selects its component's pods.
     for name in ("server", "minio", "dask-scheduler", "dask-worker"):
-        targets = [n for n, l in labels.items() if selector_matches(policy[name]["spec"]["podSelector"], l)]
+        targets = [n for n, pod in labels.items() if selector_matches(policy[name]["spec"]["podSelector"], pod)]
         assert targets == [name]
-    server_clients = {n for n, l in labels.items() if allowed(policy["server"], l, "ns", 4200)}
+    server_clients = {n for n, pod in labels.items() if allowed(policy["server"], pod, "ns", 4200)}
     assert server_clients == {"worker", "register", "make-buckets", "flow-run", "dask-worker"}
-    minio_clients = {n for n, l in labels.items() if allowed(policy["minio"], l, "ns", 9000)}
+    minio_clients = {n for n, pod in labels.items() if allowed(policy["minio"], pod, "ns", 9000)}
     assert minio_clients == server_clients
-    assert not any(allowed(policy["minio"], l, "ns", 9001) for l in labels.values())  # console: port-forward only
-    scheduler_clients = {n for n, l in labels.items() if allowed(policy["dask-scheduler"], l, "ns", 8786)}
+    assert not any(allowed(policy["minio"], pod, "ns", 9001) for pod in labels.values())  # console: port-forward only
+    scheduler_clients = {n for n, pod in labels.items() if allowed(policy["dask-scheduler"], pod, "ns", 8786)}
     assert scheduler_clients == {"flow-run", "dask-worker"}
-    worker_peers = {n for n, l in labels.items() if allowed(policy["dask-worker"], l, "ns", 8790)}
+    worker_peers = {n for n, pod in labels.items() if allowed(policy["dask-worker"], pod, "ns", 8790)}
     assert worker_peers == {"dask-scheduler", "dask-worker", "flow-run"}
     # Another namespace's pods are not clients unless listed.
     assert not allowed(policy["server"], labels["worker"], "elsewhere", 4200)
@@ -665,8 +902,12 @@ def test_platform_admits_the_environment_namespaces_clients():
     for environment in ("dev", "staging", "prod"):
         _, namespace = ENVIRONMENTS[environment]
         objects = render_environment(environment)
-        clients = [pod_labels(objects, "Deployment", "retail-etl-worker"), pod_labels(objects, "Job", "retail-etl-register"),
-                   pod_labels(objects, "Deployment", "retail-etl-dask-worker"), flow_run_labels(objects)]
+        clients = [
+            pod_labels(objects, "Deployment", "retail-etl-worker"),
+            pod_labels(objects, "Job", "retail-etl-register"),
+            pod_labels(objects, "Deployment", "retail-etl-dask-worker"),
+            flow_run_labels(objects),
+        ]
         for labels in clients:
             assert allowed(server_policy, labels, namespace, 4200), (environment, labels)
         for labels in clients[1:]:
@@ -677,6 +918,7 @@ def test_platform_admits_the_environment_namespaces_clients():
 
 
 # -- determinism ---------------------------------------------------------------------------------
+
 
 def without_secret_data(objects):
     return [{k: v for k, v in o.items() if not (o["kind"] == "Secret" and k == "data")} for o in objects]
@@ -689,7 +931,14 @@ def test_rendering_is_deterministic(render, tmp_path):
         values_file.write_text(yaml.safe_dump(KITCHEN_SINK))
     else:
         values_file, namespace = ENVIRONMENTS[render]
-    args = ["template", "retail-etl", str(CHART), "--namespace", namespace, *(["-f", str(values_file)] if values_file else [])]
+    args = [
+        "template",
+        "retail-etl",
+        str(CHART),
+        "--namespace",
+        namespace,
+        *(["-f", str(values_file)] if values_file else []),
+    ]
     first, second = ([d for d in yaml.safe_load_all(run_helm(*args).stdout) if d] for _ in range(2))
     # Only generated Secret values (randAlphaNum, kept across upgrades through lookup) may differ.
     assert without_secret_data(first) == without_secret_data(second)
@@ -697,22 +946,30 @@ def test_rendering_is_deterministic(render, tmp_path):
 
 def test_notes_tell_how_to_reach_the_ui_console_and_trigger_a_run():
     notes = run_helm("install", "retail-etl", str(CHART), "--namespace", "retail-etl-dev", "--dry-run=client").stdout
-    notes = notes[notes.index("NOTES:"):]
+    notes = notes[notes.index("NOTES:") :]
     assert "kubectl -n retail-etl-dev port-forward svc/retail-etl-server 4200:4200" in notes
     assert "port-forward svc/retail-etl-minio 9001:9001" in notes
     assert "prefect deployment run 'daily-sales-etl/daily-sales-etl-dev'" in notes
-    env_notes = run_helm("install", "retail-etl", str(CHART), "--namespace", "retail-etl-prod", "--dry-run=client",
-                         "-f", str(ENVIRONMENTS["prod"][0])).stdout
+    env_notes = run_helm(
+        "install",
+        "retail-etl",
+        str(CHART),
+        "--namespace",
+        "retail-etl-prod",
+        "--dry-run=client",
+        "-f",
+        str(ENVIRONMENTS["prod"][0]),
+    ).stdout
     assert "prefect deployment run 'daily-sales-etl/daily-sales-etl-prod'" in env_notes
-
 
 
 @pytest.mark.parametrize("release", ["etl", "x" * 53, "retail-etl-blue"])
 def test_other_release_names_give_unique_valid_names(release):
     import kubernetes_validate
 
-    objects = render_chart({"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}},
-                           release=release)
+    objects = render_chart(
+        {"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}}, release=release
+    )
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names))
     for kind, name in names:
@@ -722,6 +979,10 @@ def test_other_release_names_give_unique_valid_names(release):
     prefix = release if "retail-etl" in release else f"{release}-retail-etl"
     expected = f"http://{prefix}-server.retail-etl-dev.svc.cluster.local:4200/api"
     if len(f"{prefix}-server") <= 63:
-        assert container_env(container(objects, "Deployment", f"{prefix}-worker"))["PREFECT_API_URL"]["value"] == expected
-    worker_pod = next(spec for owner, _, spec in pod_templates(objects) if owner.endswith("-worker") and "dask" not in owner)
+        assert (
+            container_env(container(objects, "Deployment", f"{prefix}-worker"))["PREFECT_API_URL"]["value"] == expected
+        )
+    worker_pod = next(
+        spec for owner, _, spec in pod_templates(objects) if owner.endswith("-worker") and "dask" not in owner
+    )
     assert worker_pod["volumes"][1]["configMap"]["name"] in {o["metadata"]["name"] for o in find(objects, "ConfigMap")}

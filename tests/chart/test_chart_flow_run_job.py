@@ -16,8 +16,17 @@ import uuid
 import kubernetes_validate
 import pytest
 import yaml
-from chartkit import (ENVIRONMENTS, KUBERNETES_VERSIONS, REPO, base_job_template, deep_merge, one,
-                      render_environment, selector_matches, allowed)
+from chartkit import (
+    ENVIRONMENTS,
+    KUBERNETES_VERSIONS,
+    REPO,
+    allowed,
+    base_job_template,
+    deep_merge,
+    one,
+    render_environment,
+    selector_matches,
+)
 
 PREFECT_FILE = REPO / "prefect.yaml"
 
@@ -44,7 +53,8 @@ def worker_job(template: dict, job_variables: dict, flow_name: str) -> dict:
     async def build():
         # No block or variable references in the template, so no API client is needed.
         configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, job_variables, client=object())
+            template, job_variables, client=object()
+        )
         flow_run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), name="nightly-run")
         configuration.prepare_for_flow_run(flow_run, flow=Flow(id=flow_run.flow_id, name=flow_name))
         return configuration.job_manifest
@@ -71,7 +81,10 @@ def test_flow_run_job_of_every_deployment(environment):
             kubernetes_validate.validate(job, version, strict=True)
 
         assert job["metadata"]["namespace"] == namespace
-        assert isinstance(job["spec"]["ttlSecondsAfterFinished"], int) and 0 < job["spec"]["ttlSecondsAfterFinished"] < 10**7
+        assert (
+            isinstance(job["spec"]["ttlSecondsAfterFinished"], int)
+            and 0 < job["spec"]["ttlSecondsAfterFinished"] < 10**7
+        )
         pod = job["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "retail-etl-flow-run"
         assert pod["automountServiceAccountToken"] is False
@@ -84,7 +97,9 @@ def test_flow_run_job_of_every_deployment(environment):
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["RETAIL_ETL_WAREHOUSE"] == f"s3://warehouse-{env_name}"
         assert env["RETAIL_ETL_LANDING"] == "s3://landing"
-        assert env["RETAIL_ETL_S3_ENDPOINT_URL"] == f"http://retail-etl-minio.{platform_namespace}.svc.cluster.local:9000"
+        assert (
+            env["RETAIL_ETL_S3_ENDPOINT_URL"] == f"http://retail-etl-minio.{platform_namespace}.svc.cluster.local:9000"
+        )
         assert env["RETAIL_ETL_DASK_ADDRESS"] == f"tcp://retail-etl-dask-scheduler.{namespace}.svc.cluster.local:8786"
         assert env["PREFECT_API_URL"] == f"http://retail-etl-server.{platform_namespace}.svc.cluster.local:4200/api"
         assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ACCESS_KEY_ID" not in env

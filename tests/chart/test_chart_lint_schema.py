@@ -9,8 +9,18 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from chartkit import (CHART, ENVIRONMENTS, KITCHEN_SINK, KUBERNETES_VERSIONS, HelmError, deep_merge,
-                      helm_lint, render_chart, render_chart_text, render_environment)
+from chartkit import (
+    CHART,
+    ENVIRONMENTS,
+    KITCHEN_SINK,
+    KUBERNETES_VERSIONS,
+    HelmError,
+    deep_merge,
+    helm_lint,
+    render_chart,
+    render_chart_text,
+    render_environment,
+)
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -20,13 +30,21 @@ def all_renders() -> dict[str, list[dict]]:
     """Every environment, plus variants that switch on what the defaults leave off."""
     renders = {name: render_environment(name) for name in ENVIRONMENTS}
     renders["kitchen-sink"] = render_chart(KITCHEN_SINK)
-    renders["external-db-and-s3"] = render_chart({
-        "prefectServer": {"database": {"type": "postgresql", "external": {"existingSecret": "prefect-db"}}},
-        "minio": {"enabled": False},
-        "s3": {"endpointUrl": "https://s3.example.com", "accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "example-secret"},
-        "dask": {"enabled": False},
-    })
-    renders["env-with-auth"] = render_environment("dev", {"basicAuth": {"enabled": True, "existingSecret": "retail-etl-auth"}})
+    renders["external-db-and-s3"] = render_chart(
+        {
+            "prefectServer": {"database": {"type": "postgresql", "external": {"existingSecret": "prefect-db"}}},
+            "minio": {"enabled": False},
+            "s3": {
+                "endpointUrl": "https://s3.example.com",
+                "accessKeyId": "AKIDEXAMPLE",
+                "secretAccessKey": "example-secret",
+            },
+            "dask": {"enabled": False},
+        }
+    )
+    renders["env-with-auth"] = render_environment(
+        "dev", {"basicAuth": {"enabled": True, "existingSecret": "retail-etl-auth"}}
+    )
     return renders
 
 
@@ -84,30 +102,36 @@ def test_schema_forbids_unknown_keys_everywhere():
     assert not loose, f"object schemas accepting unknown keys: {loose}"
 
 
-@pytest.mark.parametrize("setting", [
-    "foo=bar",
-    "global.foo=bar",
-    "worker.bogus=1",
-    "dask.worker.bogus=1",
-    "minio.image.bogus=x",
-    "prefectServer.ingress.tls.bogus=true",
-    "networkPolicy.bogus=true",
-    "worker.resources.requests.gpu=1",
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "foo=bar",
+        "global.foo=bar",
+        "worker.bogus=1",
+        "dask.worker.bogus=1",
+        "minio.image.bogus=x",
+        "prefectServer.ingress.tls.bogus=true",
+        "networkPolicy.bogus=true",
+        "worker.resources.requests.gpu=1",
+    ],
+)
 def test_unknown_keys_fail_helm_template(setting):
     with pytest.raises(HelmError) as failure:
         render_chart_text(extra_args=("--set", setting))
     assert "additional properties" in failure.value.stderr
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"image": {"tag": "latest"}}, "/image/tag"),
-    ({"minio": {"image": {"tag": "latest"}}}, "/minio/image/tag"),
-    ({"environment": "Not_A_Label"}, "/environment"),
-    ({"prefectServer": {"database": {"type": "mysql"}}}, "/prefectServer/database/type"),
-    ({"worker": {"resources": {"limits": None}}}, "limits"),
-    ({"prefectServer": {"replicas": 0}}, "/prefectServer/replicas"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"image": {"tag": "latest"}}, "/image/tag"),
+        ({"minio": {"image": {"tag": "latest"}}}, "/minio/image/tag"),
+        ({"environment": "Not_A_Label"}, "/environment"),
+        ({"prefectServer": {"database": {"type": "mysql"}}}, "/prefectServer/database/type"),
+        ({"worker": {"resources": {"limits": None}}}, "limits"),
+        ({"prefectServer": {"replicas": 0}}, "/prefectServer/replicas"),
+    ],
+)
 def test_schema_rejects_bad_values(values, message):
     with pytest.raises(HelmError) as failure:
         render_chart(values)

@@ -63,13 +63,19 @@ def stubs(tmp_path):
         (bin_dir / tool).write_text(STUB)
         (bin_dir / tool).chmod(0o755)
     log = tmp_path / "calls.log"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "STUB_LOG": str(log),
-           "STUB_STATE": str(state), "STUB_CLUSTER_UID": CLUSTER_UID}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "STUB_LOG": str(log),
+        "STUB_STATE": str(state),
+        "STUB_CLUSTER_UID": CLUSTER_UID,
+    }
 
     def run(script: str, **settings: str) -> list[str]:
         log.write_text("")
-        result = subprocess.run(["bash", str(K8S / script)], env={**env, **settings}, capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            ["bash", str(K8S / script)], env={**env, **settings}, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         return log.read_text().splitlines()
 
@@ -93,11 +99,24 @@ def test_up_on_kind_installs_platform_then_dev(stubs):
     create = index_of(calls, "kind create cluster --name retail-etl --config", str(K8S / "kind.yaml"))
     build = index_of(calls, "docker build -f", str(REPO / "docker" / "Dockerfile"), f"-t {image}", str(REPO))
     load = index_of(calls, f"kind load docker-image {image} --name retail-etl")
-    platform = index_of(calls, f"helm --kube-context kind-retail-etl upgrade --install retail-etl {chart} --namespace retail-etl ",
-                        str(K8S / "values-platform.yaml"), "image.tag=0.1.0", "--wait")
-    s3_secret = index_of(calls, "kubectl --context kind-retail-etl -n retail-etl-dev create secret generic retail-etl-s3")
-    dev = index_of(calls, "upgrade --install retail-etl", "--namespace retail-etl-dev", str(K8S / "values-dev.yaml"),
-                   f"worker.clusterUid={CLUSTER_UID}", "--wait")
+    platform = index_of(
+        calls,
+        f"helm --kube-context kind-retail-etl upgrade --install retail-etl {chart} --namespace retail-etl ",
+        str(K8S / "values-platform.yaml"),
+        "image.tag=0.1.0",
+        "--wait",
+    )
+    s3_secret = index_of(
+        calls, "kubectl --context kind-retail-etl -n retail-etl-dev create secret generic retail-etl-s3"
+    )
+    dev = index_of(
+        calls,
+        "upgrade --install retail-etl",
+        "--namespace retail-etl-dev",
+        str(K8S / "values-dev.yaml"),
+        f"worker.clusterUid={CLUSTER_UID}",
+        "--wait",
+    )
     assert create < build < load < platform < s3_secret < dev
     assert len(helm_installs(calls)) == 2
     # The S3 secret name is the one the environment values expect.
@@ -137,6 +156,10 @@ def test_down_deletes_the_cluster_or_just_the_releases(stubs):
     calls = stubs("down.sh", KEEP_CLUSTER="1")
     uninstalls = [c for c in calls if " uninstall " in c]
     assert [c.split("--namespace ")[1].split()[0] for c in uninstalls] == [
-        "retail-etl-dev", "retail-etl-staging", "retail-etl-prod", "retail-etl"]
+        "retail-etl-dev",
+        "retail-etl-staging",
+        "retail-etl-prod",
+        "retail-etl",
+    ]
     index_of(calls, "kubectl --context kind-retail-etl delete namespace retail-etl-dev")
     assert not any("delete cluster" in c for c in calls)

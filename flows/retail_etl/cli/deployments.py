@@ -1,0 +1,125 @@
+"""Commands on deployments: `register` an environment, `promote` a tested build, `make-buckets`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..config import load_settings
+from ..errors import ConfigurationError
+from .app import command, console
+
+
+def _json_option(option: str, text: str | None) -> Any:
+    """A JSON option value, or a ConfigurationError naming the option."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ConfigurationError(f"{option} is not valid JSON: {error}") from None
+
+
+@command()
+def register(
+    environment: Annotated[str, typer.Option(help="Environment whose deployments to register (tag env:<name>).")],
+    prefect_file: Annotated[Path, typer.Option(help="The project's prefect.yaml.")] = Path("prefect.yaml"),
+    work_pool: Annotated[
+        str | None, typer.Option(help="Use this pool for every deployment (default: prefect.yaml's).")
+    ] = None,
+    pool_type: Annotated[str, typer.Option(help="Work pool type to create: kubernetes, process, ...")] = "kubernetes",
+    base_job_template: Annotated[
+        Path | None, typer.Option(help="JSON base job template to push into the pool.")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Image reference for the deployments' jobs.")] = None,
+    working_directory: Annotated[str | None, typer.Option(help="Override the pull step's working directory.")] = None,
+    job_variables: Annotated[
+        str | None, typer.Option(help="JSON object merged into every deployment's job variables.")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Deployment version (default: the package version).")] = None,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+) -> None:
+    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
+    from ..deploy.register import register_environment
+
+    template = _json_option("--base-job-template", base_job_template.read_text() if base_job_template else None)
+    overrides = _json_option("--job-variables", job_variables)
+    result = register_environment(
+        environment,
+        prefect_file,
+        pool_type=pool_type,
+        base_job_template=template,
+        image=image,
+        work_pool=work_pool,
+        working_directory=working_directory,
+        job_variables=overrides,
+        version=version,
+        wait_timeout=wait_timeout,
+    )
+    table = Table(title=f"registered environment {environment}")
+    table.add_column("what")
+    table.add_column("name")
+    table.add_column("result")
+    for pool, outcome in result["work_pools"].items():
+        table.add_row("work pool", pool, outcome)
+    table.add_row(
+        "result storage",
+        result["result_storage"] or "local warehouse: none needed",
+        "saved" if result["result_storage"] else "",
+    )
+    for deployment in result["deployments"]:
+        table.add_row(
+            "deployment", f"{deployment['flow_name']}/{deployment['name']}", f"pool {deployment['work_pool']}"
+        )
+    console.print(table)
+
+
+@command("make-buckets")
+def make_buckets(
+    buckets: Annotated[list[str], typer.Argument(help="Bucket names to create if missing.")],
+) -> None:
+    """Create S3 buckets on RETAIL_ETL_S3_ENDPOINT_URL (the chart's MinIO bucket Job)."""
+    from ..io.storage import make_bucket
+
+    options = load_settings().storage_options()
+    for bucket in buckets:
+        console.print(f"bucket {bucket}: {'created' if make_bucket(bucket, options) else 'exists'}")
+
+
+@command()
+def promote(
+    source: Annotated[str, typer.Option("--from", help="Environment whose tested build to promote, e.g. dev.")],
+    target: Annotated[str, typer.Option("--to", help="Environment to promote it to, e.g. staging.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the source's latest daily run did not complete.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")] = False,
+    prefect_file: Annotated[
+        Path, typer.Option(help="prefect.yaml, used to create target deployments that do not exist yet.")
+    ] = Path("prefect.yaml"),
+) -> None:
+    """Give TARGET's deployments SOURCE's image and flow version; TARGET keeps pool, namespace, storage, schedule.
+
+    Reads the source deployments from the Prefect API (PREFECT_API_URL). Refuses unless the
+    latest run of daily-sales-etl-SOURCE completed (--force overrides). Records the promotion in
+    the target's tags (promoted-from:SOURCE) and description.
+    """
+    from ..deploy.promote import promote as promote_build
+
+    verdict, changes = promote_build(source, target, force=force, dry_run=dry_run, prefect_file=prefect_file)
+    console.print(f"gate: {verdict}")
+    table = Table(title=f"promotion {source} -> {target}" + (" (dry run: nothing changed)" if dry_run else ""))
+    for column in ("deployment", "action", "field", "before", "after"):
+        table.add_column(column)
+    for change in changes:
+        if not change.fields:
+            table.add_row(change.target, change.action, "(no change)", "", "")
+        for index, (name, (before, after)) in enumerate(change.fields.items()):
+            table.add_row(
+                change.target if index == 0 else "", change.action if index == 0 else "", name, str(before), str(after)
+            )
+    console.print(table)

@@ -1,0 +1,105 @@
+"""Every error retail-etl raises on purpose, under one base class.
+
+Each family carries the exit code the command line ends with, so a script can tell
+a refused promotion from a missing landing day without reading the message.
+
+>>> issubclass(EmptyLandingError, RetailEtlError), EmptyLandingError.exit_code
+(True, 4)
+>>> RejectedFile("empty_file", "s1.csv has no bytes").reason
+'empty_file'
+"""
+
+from __future__ import annotations
+
+
+class RetailEtlError(Exception):
+    """Base of every error retail-etl raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigurationError(RetailEtlError):
+    """A setting, option or parameter is invalid."""
+
+    exit_code = 3
+
+
+class LandingError(RetailEtlError):
+    """The landing data of a day cannot be processed as asked."""
+
+    exit_code = 4
+
+
+class EmptyLandingError(LandingError):
+    """No landing file for the day: most likely a wrong path or a late upload, so the
+    published day is not replaced by an empty one unless that is asked for."""
+
+
+class StrictModeError(LandingError):
+    """--strict and at least one landing file could not be read."""
+
+
+class BackfillError(LandingError):
+    """At least one day of a backfill failed (the others were still attempted)."""
+
+
+class RunFailedError(RetailEtlError):
+    """A flow run failed for a reason outside the families above (an I/O error, a bug);
+    the run's log has the traceback."""
+
+    exit_code = 9
+
+
+class RejectedFile(RetailEtlError):
+    """A landing file that cannot be read at all; it goes to quarantine/files whole.
+
+    This is a verdict on one file, not a failure of the run: the pipeline records it
+    and publishes the rest of the day.
+    """
+
+    exit_code = 4
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[RejectedFile], tuple[str, str]]:
+        # keep reason and detail through pickling (Dask, result storage)
+        return (RejectedFile, (self.reason, self.detail))
+
+
+class DataIntegrityError(RetailEtlError):
+    """Published figures would not add up; nothing is published."""
+
+    exit_code = 5
+
+
+class RowAccountingError(DataIntegrityError):
+    """rows_in != rows_published + rows_quarantined: something was lost."""
+
+
+class DeploymentError(RetailEtlError):
+    """Registering or promoting deployments cannot go ahead."""
+
+    exit_code = 6
+
+
+class RegistrationError(DeploymentError):
+    """The project file or the environment it names is not usable."""
+
+
+class PromotionRefused(DeploymentError):
+    """The source build is not known to be good (or there is nothing to promote)."""
+
+
+class NothingPublishedError(RetailEtlError):
+    """A read found no published day in the asked range."""
+
+    exit_code = 7
+
+
+class BenchError(RetailEtlError):
+    """The benchmark could not run or its contenders disagree."""
+
+    exit_code = 8

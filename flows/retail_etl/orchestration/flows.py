@@ -1,0 +1,265 @@
+"""The Prefect flows: one sale date (`daily_sales_etl`) and a date range (`backfill`).
+
+Run one day against a temporary local API and Dask cluster::
+
+    from prefect_dask import DaskTaskRunner
+    from retail_etl.config import load_settings
+    from retail_etl.orchestration.flows import daily_sales_etl
+    from retail_etl.orchestration.platform import platform
+
+    with platform(load_settings()) as (_, address):
+        daily = daily_sales_etl.with_options(task_runner=DaskTaskRunner(address=address))
+        daily(run_date="2024-01-15", landing="./landing", warehouse="./warehouse")
+
+Settings are read once, when a flow starts; the rules a deployment may want to vary
+(regions, maxima) are parameters whose defaults come from those settings.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
+from prefect.utilities.annotations import unmapped
+from prefect_dask import DaskTaskRunner
+
+from .. import __version__
+from ..config import Settings, load_settings, split_regions
+from ..contract.manifest import AcceptedFile, Manifest
+from ..core.accounting import build_manifest, reason_counts
+from ..core.aggregate import mart_frame
+from ..core.checks import Rules
+from ..core.dates import date_range, default_run_date
+from ..core.planning import plan_batches, plan_buckets
+from ..errors import BackfillError, EmptyLandingError, StrictModeError
+from ..io.publish import StagedDay
+from ..io.storage import location, normalize
+from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
+from .results import result_storage
+from .tasks import (
+    aggregate_region,
+    configured_extract,
+    io_options,
+    list_landing_files,
+    publish_manifest,
+    transform_bucket,
+    validate_files,
+)
+
+
+def rules_for(
+    run_date: date,
+    settings: Settings,
+    regions: list[str] | None = None,
+    max_quantity: int | None = None,
+    max_unit_price: float | None = None,
+) -> Rules:
+    """The day's rules: explicit values first, the settings' defaults otherwise."""
+    allowed = split_regions(regions) if regions is not None else settings.regions
+    return Rules(
+        run_date=run_date,
+        max_quantity=settings.max_quantity if max_quantity is None else max_quantity,
+        max_unit_price=settings.max_unit_price if max_unit_price is None else max_unit_price,
+        regions=frozenset(allowed) if allowed else None,
+    )
+
+
+def _quarantine_markdown(manifest: Manifest) -> str:
+    lines = [
+        f"# Quarantine for {manifest.sale_date}",
+        "",
+        f"{manifest.rows_quarantined} of {manifest.rows_in} rows quarantined.",
+        "",
+        "| reason | rows |",
+        "|---|---:|",
+    ]
+    lines += [f"| {reason} | {count} |" for reason, count in manifest.quarantine_reasons.items()]
+    if manifest.files_rejected:
+        lines += ["", "## Rejected files", "", "| file | reason | detail |", "|---|---|---|"]
+        lines += [f"| {f.file} | {f.reason} | {f.detail} |" for f in manifest.files_rejected]
+    return "\n".join(lines)
+
+
+@flow(name="daily-sales-etl", task_runner=settings_runner(), validate_parameters=True)
+def daily_sales_etl(
+    run_date: date | None = None,
+    landing: str | None = None,
+    warehouse: str | None = None,
+    strict: bool = False,
+    allow_empty: bool = False,
+    regions: list[str] | None = None,
+    max_quantity: int | None = None,
+    max_unit_price: float | None = None,
+) -> Manifest:
+    """Validate, enrich, aggregate and publish one sale date; returns the day's manifest.
+
+    `run_date` defaults to the day before the scheduled time; `landing`, `warehouse`,
+    `regions` and the maxima default to their RETAIL_ETL_* settings. With `strict`, a
+    landing file that cannot be read fails the day instead of being quarantined. A day
+    with no landing file fails (the published day stays) unless `allow_empty`, which
+    publishes an empty day.
+
+    The work runs on Dask in three coarse stages that pass paths, never data:
+    validate-files (per batch of landing files: cached extraction, field checks,
+    rows staged in transaction_id buckets), transform-bucket (per bucket: the
+    day-wide duplicate check, enrichment, curated rows staged per region) and
+    aggregate-region (per region: the mart row). publish-manifest then swaps the
+    staged day in.
+    """
+    settings = load_settings()
+    logger = get_run_logger()
+    run_date = run_date or default_run_date(flow_run.scheduled_start_time, settings.schedule_timezone)
+    sale_date = run_date.isoformat()
+    landing = normalize(landing or settings.landing)
+    warehouse = normalize(warehouse or settings.warehouse)
+    options = settings.storage_options()
+    run_id = str(flow_run.id)
+    rules = rules_for(run_date, settings, regions, max_quantity, max_unit_price)
+    logger.info("processing %s from %s into %s", sale_date, landing, warehouse)
+
+    storage = result_storage(warehouse, options)
+    retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
+    io = retries | {"result_storage": storage}
+    sources = list_landing_files.with_options(**io)(landing, sale_date, options)
+    if not sources:
+        if not allow_empty:
+            raise EmptyLandingError(
+                f"no landing files for {sale_date} under {landing}/sales/sale_date={sale_date}/ "
+                "(--allow-empty, or allow_empty=True, publishes an empty day)"
+            )
+        logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
+    total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
+    buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
+    batches = plan_batches(sources, settings.batch_bytes)
+
+    day = StagedDay(location(warehouse, options), sale_date, run_id)
+    try:
+        extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
+        validated = (
+            validate_files.with_options(**io)
+            .map(batches, unmapped(extract), warehouse, unmapped(options), sale_date, run_id, unmapped(rules), buckets)
+            .result()
+            if batches
+            else []
+        )
+        outcomes = [outcome for batch in validated for outcome in batch]
+        rejected = [outcome.rejected for outcome in outcomes if outcome.rejected]
+        if rejected and strict:
+            names = ", ".join(entry.file.rsplit("/", 1)[-1] for entry in rejected)
+            raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
+        accepted = [outcome for outcome in outcomes if not outcome.rejected]
+
+        published = (
+            transform_bucket.with_options(**io)
+            .map(range(buckets), warehouse, unmapped(options), sale_date, run_id, unmapped(rules))
+            .result()
+            if accepted
+            else []
+        )
+        regions_seen = sorted({region for result in published for region in result.regions})
+        summaries = (
+            aggregate_region.with_options(**io)
+            .map(
+                regions_seen,
+                [day.warehouse.url_of(day.region_dir(region)) for region in regions_seen],
+                unmapped(options),
+            )
+            .result()
+        )
+
+        manifest = build_manifest(
+            run_id=run_id,
+            sale_date=sale_date,
+            landing=landing,
+            version=__version__,
+            accepted=[AcceptedFile(file=outcome.url, rows=outcome.rows) for outcome in accepted],
+            rejected=rejected,
+            reasons=reason_counts((o.reasons for o in accepted), sum(r.duplicates for r in published)),
+            regions=summaries,
+        )
+        mart = mart_frame(summaries)
+        url = publish_manifest.with_options(**io)(manifest, mart, warehouse, options, sale_date, run_id)
+    except BaseException:
+        day.abort()
+        raise
+
+    create_table_artifact(
+        key="retail-etl-region-figures",
+        table=[{str(key): value for key, value in row.items()} for row in mart.to_dict("records")],
+        description=f"Per-region figures for {sale_date} ({manifest.rows_published} rows published)",
+    )
+    create_markdown_artifact(
+        key="retail-etl-quarantine",
+        markdown=_quarantine_markdown(manifest),
+        description=f"Quarantine summary for {sale_date}",
+    )
+    return manifest.model_copy(update={"manifest_url": url})
+
+
+def _shared_scheduler() -> TaskRunner[Any]:
+    """A runner for subflows on this flow's own Dask scheduler (one cluster for the whole range)."""
+    context = FlowRunContext.get()
+    runner = context.task_runner if context else None
+    if isinstance(runner, SettingsDaskTaskRunner):
+        return runner_at(runner.scheduler_address())
+    if isinstance(runner, DaskTaskRunner) and runner.address:
+        return runner_at(runner.address)
+    return settings_runner()
+
+
+@flow(name="retail-etl-backfill", task_runner=settings_runner(), validate_parameters=True)
+def backfill(
+    start: date,
+    end: date,
+    landing: str | None = None,
+    warehouse: str | None = None,
+    strict: bool = False,
+    allow_empty: bool = False,
+    regions: list[str] | None = None,
+    max_quantity: int | None = None,
+    max_unit_price: float | None = None,
+) -> list[Manifest]:
+    """Run `daily_sales_etl` for every date from start to end (inclusive) as subflows.
+
+    Every day is attempted; the backfill fails at the end if any day failed.
+    """
+    logger = get_run_logger()
+    days = date_range(start, end)
+    daily = daily_sales_etl.with_options(task_runner=_shared_scheduler())
+    manifests: list[Manifest] = []
+    failed: list[str] = []
+    for number, day in enumerate(days, start=1):
+        state = daily(
+            run_date=day,
+            landing=landing,
+            warehouse=warehouse,
+            strict=strict,
+            allow_empty=allow_empty,
+            regions=regions,
+            max_quantity=max_quantity,
+            max_unit_price=max_unit_price,
+            return_state=True,
+        )
+        if state.is_completed():
+            manifest: Manifest = state.result()
+            manifests.append(manifest)
+            logger.info(
+                "day %d/%d %s: %d rows in, %d published, %d quarantined",
+                number,
+                len(days),
+                day,
+                manifest.rows_in,
+                manifest.rows_published,
+                manifest.rows_quarantined,
+            )
+        else:
+            failed.append(day.isoformat())
+            logger.error("day %d/%d %s failed: %s", number, len(days), day, state.message)
+    if failed:
+        raise BackfillError(f"backfill: {len(failed)} of {len(days)} days failed: {', '.join(failed)}")
+    return manifests

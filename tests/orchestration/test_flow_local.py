@@ -1,0 +1,225 @@
+"""The daily flow end to end on a local warehouse: real Prefect API, real Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import TaskRunSort
+
+from retail_etl.contract.columns import QUARANTINE_COLUMNS
+from retail_etl.synth.generate import REGIONS, generate_day
+
+DAY = "2024-01-15"
+
+
+@pytest.fixture
+def regions(monkeypatch):
+    monkeypatch.setenv("RETAIL_ETL_REGIONS", ",".join(REGIONS))
+
+
+def task_states(flow_run_id: str, name_prefix: str) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
+    return sorted(run.state.name for run in runs if run.name.startswith(name_prefix))
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def test_day_is_published_and_every_row_accounted_for(run_day, tmp_dirs, regions):
+    landing, warehouse = tmp_dirs
+    day = generate_day(landing, DAY, rows=12_000, stores=6, bad_fraction=0.02, seed=3, bad_files=3)
+    manifest = run_day(DAY, landing, warehouse)
+
+    assert manifest.rows_in == day.rows == manifest.rows_published + manifest.rows_quarantined
+    assert manifest.quarantine_reasons == dict(day.injected)
+    assert len(manifest.files_accepted) == 6
+    assert sorted(f.reason for f in manifest.files_rejected) == ["bad_encoding", "missing_columns", "unreadable"]
+    on_disk = json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())
+    assert on_disk == manifest.model_dump(mode="json")
+
+    curated = pd.read_parquet(warehouse / "curated" / "sales")
+    assert len(curated) == manifest.rows_published
+    assert set(curated["region"].astype(str)) == set(REGIONS)
+    assert set(curated["sale_date"].astype(str)) == {DAY}
+    assert curated["transaction_id"].is_unique
+    assert (curated["total"] - (curated["quantity"] * curated["unit_price"]).round(2)).abs().max() < 1e-9
+    by_region = curated.groupby(curated["region"].astype(str))["total"].sum().round(2).to_dict()
+    assert by_region == pytest.approx({r: v.revenue for r, v in manifest.regions.items()})
+
+    quarantine = pd.read_parquet(warehouse / "quarantine" / "sales")
+    assert len(quarantine) == manifest.rows_quarantined
+    assert set(QUARANTINE_COLUMNS) <= set(quarantine.columns)
+    assert quarantine["source_line"].min() >= 2
+
+    mart = pd.read_parquet(warehouse / "marts" / "region_daily")
+    assert sorted(mart["region"]) == sorted(REGIONS)
+    assert mart["transactions"].sum() == manifest.rows_published
+    assert (
+        mart[["small_tickets", "medium_tickets", "large_tickets"]].sum(axis=1).tolist() == mart["transactions"].tolist()
+    )
+
+    for rejected, source in zip(
+        sorted(manifest.files_rejected, key=lambda f: f.file), sorted(day.bad_files), strict=True
+    ):
+        assert Path(rejected.quarantined_to).read_bytes() == Path(source).read_bytes()
+    assert not list((warehouse / "_staging").glob("*"))
+
+
+def test_duckdb_and_polars_read_the_same_figures(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=3_000, stores=5, bad_fraction=0.01, seed=4)
+    manifest = run_day(DAY, landing, warehouse)
+    pattern = str(warehouse / "curated" / "sales" / "*" / "*" / "*.parquet")
+    duck = dict(
+        duckdb.sql(
+            f"select region, round(sum(total), 2) from read_parquet('{pattern}', hive_partitioning=true) group by region"
+        ).fetchall()
+    )
+    polars = (
+        pl.scan_parquet(pattern, hive_partitioning=True)
+        .group_by("region")
+        .agg(pl.col("total").sum())
+        .collect()
+        .to_dicts()
+    )
+    expected = {region: figures.revenue for region, figures in manifest.regions.items()}
+    assert duck == pytest.approx(expected)
+    assert {row["region"]: round(row["total"], 2) for row in polars} == pytest.approx(expected)
+
+
+def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=4_000, stores=4, bad_fraction=0.02, seed=8)
+    first = run_day(DAY, landing, warehouse)
+    second = run_day(DAY, landing, warehouse)
+
+    assert second.run_id != first.run_id
+    assert task_states(second.run_id, "extract-file") == ["Cached"] * 4
+    published = [p for p in files_under(warehouse) if not p.startswith("_")]
+    data_files = [p for p in published if p.endswith(".parquet")]
+    assert data_files and all(Path(p).name.startswith(second.run_id) for p in data_files)
+    assert len(pd.read_parquet(warehouse / "curated" / "sales")) == first.rows_published == second.rows_published
+
+    # Rewrite one store's file: only that file is extracted again.
+    generate_day(landing / "other", DAY, rows=1_500, stores=1, seed=99)
+    target = landing / "sales" / f"sale_date={DAY}" / "S001.csv"
+    target.write_bytes((landing / "other" / "sales" / f"sale_date={DAY}" / "S001.csv").read_bytes())
+    third = run_day(DAY, landing, warehouse)
+    assert task_states(third.run_id, "extract-file") == ["Cached", "Cached", "Cached", "Completed"]
+    assert third.rows_in == 3_000 + 1_500
+    assert len(pd.read_parquet(warehouse / "curated" / "sales")) == third.rows_published
+
+
+def test_extraction_results_are_plain_parquet_in_result_storage(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=1_000, stores=2, seed=1)
+    run_day(DAY, landing, warehouse)
+    results = sorted((warehouse / "_prefect" / "results").glob("extract-*"))
+    keys = sorted((warehouse / "_prefect" / "cache-keys").glob("extract-*"))
+    assert len(results) == 2 and [p.name for p in keys] == [p.name for p in results]
+    table = pq.read_table(results[0])
+    assert table.num_rows == 500 and "transaction_id" in table.column_names
+    assert json.loads(keys[0].read_text())["serializer"]["type"] == "retail-etl-parquet"
+
+
+def test_failure_before_commit_leaves_the_published_day_intact(run_day, tmp_dirs, monkeypatch):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=2_000, stores=3, seed=2)
+    first = run_day(DAY, landing, warehouse)
+    before = {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if not p.startswith("_")}
+
+    generate_day(landing, DAY, rows=2_600, stores=3, seed=3)  # new data for the same day
+
+    def storage_down(self, mart):
+        raise OSError("simulated storage outage while staging the mart")
+
+    monkeypatch.setattr("retail_etl.io.publish.StagedDay.write_mart", storage_down)
+    monkeypatch.setenv("RETAIL_ETL_IO_RETRIES", "0")
+    state = run_day(DAY, landing, warehouse, return_state=True)
+    assert state.is_failed()
+
+    after = {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if not p.startswith("_")}
+    assert after == before
+    assert json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())["run_id"] == first.run_id
+    assert not list((warehouse / "_staging").glob("*"))
+
+
+def test_strict_fails_the_day_on_an_unreadable_file(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=500, stores=2, seed=1, bad_files=1)
+    state = run_day(DAY, landing, warehouse, strict=True, return_state=True)
+    assert state.is_failed()
+    assert "StrictModeError" in state.message or "strict" in state.message.lower()
+    assert not (warehouse / "manifests").exists()
+    assert not (warehouse / "curated").exists()
+
+
+def test_a_day_without_landing_files_fails_and_keeps_the_published_day(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=500, stores=2, seed=1)
+    first = run_day(DAY, landing, warehouse)
+    state = run_day(DAY, landing.parent / "typo", warehouse, return_state=True)
+    assert state.is_failed() and "no landing files" in state.message
+    assert json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())["run_id"] == first.run_id
+
+
+def test_empty_day_is_published_only_when_allowed(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    manifest = run_day(DAY, landing, warehouse, allow_empty=True)
+    assert (manifest.rows_in, manifest.rows_published, manifest.rows_quarantined) == (0, 0, 0)
+    assert manifest.regions == {} and manifest.files_accepted == []
+
+
+def test_artifacts_show_the_day(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    generate_day(landing, DAY, rows=1_000, stores=5, bad_fraction=0.02, seed=6)
+    manifest = run_day(DAY, landing, warehouse)
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[manifest.run_id]))
+        )
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    assert by_key["retail-etl-region-figures"].type == "table"
+    table = by_key["retail-etl-region-figures"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert sorted(row["region"] for row in table) == sorted(manifest.regions)
+    assert "duplicate_transaction" in by_key["retail-etl-quarantine"].data
+
+
+def test_backfill_runs_every_day(dask_address, tmp_dirs, monkeypatch):
+    from retail_etl.orchestration.flows import backfill
+
+    landing, warehouse = tmp_dirs
+    monkeypatch.setenv("RETAIL_ETL_DASK_ADDRESS", dask_address)
+    for offset, day in enumerate(["2024-01-01", "2024-01-03"]):
+        generate_day(landing, day, rows=800, stores=2, bad_fraction=0.02, seed=offset)
+    manifests = backfill(
+        start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse), allow_empty=True
+    )
+    assert [m.sale_date for m in manifests] == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert [m.rows_in for m in manifests] == [800, 0, 800]
+    assert sorted(p.name for p in (warehouse / "manifests").iterdir()) == [
+        "sale_date=2024-01-01.json",
+        "sale_date=2024-01-02.json",
+        "sale_date=2024-01-03.json",
+    ]
+    state = backfill(
+        start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse), return_state=True
+    )
+    assert state.is_failed() and "1 of 3 days failed: 2024-01-02" in state.message
