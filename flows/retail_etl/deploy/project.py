@@ -104,4 +104,4 @@ def load_entrypoint(project: Project, entrypoint: str):
     path, _, name = entrypoint.partition(":")
     if path.endswith(".py"):  # a file path, relative to prefect.yaml
         return load_flow_from_entrypoint(f"{project.root / path}:{name}")
-    return load_flow_from_entrypoint(entrypoint)  # a module path, e.g. retail_etl.flows:daily_sales_etl
+    return load_flow_from_entrypoint(entrypoint)  # a module path, e.g. retail_etl.orchestration.flows:daily_sales_etl

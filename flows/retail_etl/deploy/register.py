@@ -26,6 +26,15 @@ from .project import Project, deep_merge, load_entrypoint
 from .spec import create_deployment
 
 
+def default_image() -> str:
+    """The image a deployment runs when none is given: this package's own version.
+
+    >>> default_image() == f"retail-etl:{__version__}"
+    True
+    """
+    return f"retail-etl:{__version__}"
+
+
 def wait_for_api(timeout: float = 300.0, interval: float = 2.0) -> None:
     """Block until the Prefect API answers its health check (the server may still be starting)."""
     from prefect.client.orchestration import get_client
@@ -91,6 +100,7 @@ def register_deployments(
             variables = deep_merge(spec.get("work_pool", {}).get("job_variables") or {}, job_variables or {})
             if image:
                 variables["image"] = image
+            variables.setdefault("image", default_image())
             pool = work_pool or spec["work_pool"]["name"]
             deployment_id = create_deployment(
                 client,
