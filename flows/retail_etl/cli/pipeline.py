@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,84 +27,96 @@ AllowEmptyOption = Annotated[
 RegionsOption = Annotated[str | None, typer.Option(help="Allowed regions, comma-separated [RETAIL_ETL_REGIONS].")]
 
 
-@command()
-def run(
-    date_: DateOption = None,
+@dataclass(frozen=True)
+class RunOptions:
+    """What `run` and `backfill` share: where to read and write, and the day's rules."""
+
+    landing: str | None = None
+    warehouse: str | None = None
+    strict: bool = False
+    allow_empty: bool = False
+    regions: str | None = None
+
+
+def _run_options(
     landing: LandingOption = None,
     warehouse: WarehouseOption = None,
     strict: StrictOption = False,
     allow_empty: AllowEmptyOption = False,
     regions: RegionsOption = None,
-) -> None:
-    """Process one sale date (default: yesterday) and publish it."""
-    sale_date = as_date(date_) or date.today() - timedelta(days=1)
-    run_days([sale_date], landing, warehouse, strict, allow_empty, regions)
+) -> RunOptions:
+    return RunOptions(landing, warehouse, strict, allow_empty, regions)
+
+
+def with_run_options(function: Callable[..., None]) -> Callable[..., None]:
+    """Declare the shared options once: the command's signature gets them, and the command
+    receives them as one `options: RunOptions` argument."""
+    own = inspect.signature(function, eval_str=True)
+    shared = inspect.signature(_run_options, eval_str=True).parameters
+
+    @functools.wraps(function)
+    def wrapper(**values: Any) -> None:
+        options = _run_options(**{name: values.pop(name) for name in shared if name in values})
+        function(**values, options=options)
+
+    parameters = [p for p in own.parameters.values() if p.name != "options"] + list(shared.values())
+    wrapper.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
 
 
 @command()
+@with_run_options
+def run(date_: DateOption = None, *, options: RunOptions) -> None:
+    """Process one sale date (default: yesterday) and publish it."""
+    sale_date = as_date(date_) or date.today() - timedelta(days=1)
+    run_days([sale_date], options)
+
+
+@command()
+@with_run_options
 def backfill(
     start: Annotated[str, typer.Option(help="First sale date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last sale date (inclusive), YYYY-MM-DD.")],
-    landing: LandingOption = None,
-    warehouse: WarehouseOption = None,
-    strict: StrictOption = False,
-    allow_empty: AllowEmptyOption = False,
-    regions: RegionsOption = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """Process every sale date from START to END (inclusive)."""
     first, last = required_date(start), required_date(end)
     if last < first:
         raise typer.BadParameter(f"--end {last} is before --start {first}")
-    run_days(date_range(first, last), landing, warehouse, strict, allow_empty, regions)
+    run_days(date_range(first, last), options)
 
 
-def run_days(
-    days: list[date],
-    landing: str | None,
-    warehouse: str | None,
-    strict: bool,
-    allow_empty: bool = False,
-    regions: str | None = None,
-) -> list[Manifest]:
+def run_days(days: list[date], options: RunOptions) -> list[Manifest]:
     """Run one day (the daily flow) or several (the backfill flow) on this command's platform."""
     from ..orchestration.flows import backfill as backfill_flow
     from ..orchestration.flows import daily_sales_etl
     from ..orchestration.platform import platform, runner_at
 
     settings = load_settings()
-    allowed = split_regions(regions) if regions is not None else None
+    allowed = split_regions(options.regions) if options.regions is not None else None
+    one_day = len(days) == 1
     started = time.perf_counter()
     with platform(settings) as (_, address):
-        runner = runner_at(address)
+        flow: Any = (daily_sales_etl if one_day else backfill_flow).with_options(task_runner=runner_at(address))
+        dates = {"run_date": days[0]} if one_day else {"start": days[0], "end": days[-1]}
         try:
-            if len(days) == 1:
-                daily = daily_sales_etl.with_options(task_runner=runner)
-                manifests = [
-                    daily(
-                        run_date=days[0],
-                        landing=landing,
-                        warehouse=warehouse,
-                        strict=strict,
-                        allow_empty=allow_empty,
-                        regions=allowed,
-                    )
-                ]
-            else:
-                manifests = backfill_flow.with_options(task_runner=runner)(
-                    start=days[0],
-                    end=days[-1],
-                    landing=landing,
-                    warehouse=warehouse,
-                    strict=strict,
-                    allow_empty=allow_empty,
-                    regions=allowed,
-                )
+            result = flow(
+                **dates,
+                landing=options.landing,
+                warehouse=options.warehouse,
+                strict=options.strict,
+                allow_empty=options.allow_empty,
+                regions=allowed,
+            )
         except RetailEtlError:
             raise
         except Exception as error:  # the flow already logged the traceback; say it in one line
             raise RunFailedError(f"{type(error).__name__}: {error}") from None
     elapsed = time.perf_counter() - started
-    for table in day_tables(manifests[0], elapsed) if len(manifests) == 1 else [days_table(manifests, elapsed)]:
+    manifests: list[Manifest] = [result] if one_day else result
+    for table in day_tables(manifests[0], elapsed) if one_day else [days_table(manifests, elapsed)]:
         console.print(table)
     console.print(f"manifest: {manifests[-1].manifest_url}")
     return manifests

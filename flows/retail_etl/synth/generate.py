@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..contract.columns import LANDING_COLUMNS
+from ..contract.columns import LANDING_COLUMNS, ROW_REASONS
 from ..contract.layout import day_partition
 from ..io.storage import Location, location, write_bytes
 
@@ -43,15 +43,7 @@ PRODUCTS: dict[str, float] = {
     "espresso-machine": 420.0,
 }
 #: Row-level defects the generator can inject (duplicates are added on top).
-DEFECTS: tuple[str, ...] = (
-    "malformed_row",
-    "missing_field",
-    "bad_date",
-    "date_mismatch",
-    "bad_quantity",
-    "bad_price",
-    "unknown_region",
-)
+DEFECTS: tuple[str, ...] = tuple(reason for reason in ROW_REASONS if reason != "duplicate_transaction")
 BAD_FILE_KINDS: tuple[str, ...] = ("binary_garbage", "latin1_encoding", "missing_columns")
 
 

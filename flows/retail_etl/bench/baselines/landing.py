@@ -18,15 +18,9 @@ from pathlib import Path
 
 from ...contract.columns import LANDING_COLUMNS
 from ...contract.layout import MANIFESTS, QUARANTINE_FILES, day_partition, manifest_name
+from ...errors import RejectedFile
 
-
-class RejectedFile(Exception):
-    """A landing file the baseline cannot read at all (counted apart from rows)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+__all__ = ["RejectedFile", "column_names", "keep_rejected", "landing_files", "write_manifest"]
 
 
 def landing_files(day_dir: str | Path) -> list[Path]:
