@@ -72,6 +72,16 @@ class Settings(BaseSettings):
 
     schedule_timezone: str = Field("UTC", description="Time zone of the daily schedule and run dates.")
 
+    day_wait_seconds: float = Field(
+        3600.0, ge=0, description="How long a run waits while another run publishes the same day."
+    )
+    scratch_retention: timedelta = Field(
+        timedelta(days=1), description="Scratch of runs older than this is removed by the next run."
+    )
+    vacuum_retention: timedelta = Field(
+        timedelta(days=7), description="Replaced table files stay this long (time travel, rollback)."
+    )
+
     @field_validator("regions", mode="before")
     @classmethod
     def _split_regions(cls, value: Any) -> Any:

@@ -79,6 +79,20 @@ class RowAccountingError(DataIntegrityError):
     """rows_in != rows_published + rows_quarantined: something was lost."""
 
 
+class PublicationError(RetailEtlError):
+    """A day could not be published; the previously published day is unchanged."""
+
+    exit_code = 10
+
+
+class PublishConflict(PublicationError):
+    """Another run published the same day meanwhile; this run's commit was refused."""
+
+
+class DayBusy(PublicationError):
+    """Another run of the same day held the day's publication slot for longer than the wait allows."""
+
+
 class DeploymentError(RetailEtlError):
     """Registering or promoting deployments cannot go ahead."""
 

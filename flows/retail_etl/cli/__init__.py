@@ -5,7 +5,7 @@ Sits on top: reads settings once per command and may import everything below. Er
 stderr as one line with a distinct exit code per error family.
 """
 
-from . import bench, data, deployments, pipeline  # noqa: F401  (each registers its commands)
+from . import bench, data, deployments, pipeline, warehouse  # noqa: F401  (each registers its commands)
 from .app import app
 
 __all__ = ["app"]

@@ -16,6 +16,8 @@ QUARANTINE_ROWS = "quarantine/sales"
 QUARANTINE_FILES = "quarantine/files"
 MARTS = "marts/region_daily"
 MANIFESTS = "manifests"
+#: Under MANIFESTS: every run's manifest, kept for rollback (`_runs/sale_date=D/<run_id>.json`).
+RUN_MANIFESTS = "_runs"
 STAGING = "_staging"
 #: Under a run's staging prefix: rows that passed the field checks, bucketed by transaction_id.
 CANDIDATES = "candidates"

@@ -73,6 +73,10 @@ class Manifest(BaseModel):
     revenue: float = Field(description="Total revenue published, rounded to cents.")
     created_at: str = Field(default_factory=_now, description="When the manifest was built (UTC, ISO 8601).")
     retail_etl_version: str = Field(description="Version of the code that published the day.")
+    tables: dict[str, int] = Field(
+        default_factory=dict,
+        description="The Delta table version that published the day, per table (curated, quarantine, marts).",
+    )
     manifest_url: str | None = Field(
         None, exclude=True, description="Where the manifest was written (set after publication, not stored)."
     )

@@ -1,99 +1,121 @@
-"""Publication of one day: staged writes and the all-or-nothing replacement of the day.
+"""Publication of one day: data files into the Delta tables, then one commit per table.
 
-A run writes every output under ``_staging/<run_id>/`` first. Only when all of
-them exist does `StagedDay.commit` swap each day partition in and write the
-manifest last, so a run that dies half way leaves the previous day untouched
-(and readers skip ``_``-prefixed folders, so staging never shows up in queries).
+A run writes its curated, quarantine and mart data files straight into the tables' folders
+under names only this run uses (``<run_id>-<part>.parquet``); readers of the tables do not see
+them until `commit` makes one Delta transaction per table that replaces the day. The manifest
+is written last and names each table's committed version. Scratch data (the transaction_id
+buckets of the duplicate check) lives under ``_staging/<run_id>/`` and is removed when the run
+ends. A run deletes nothing published: replaced files stay readable by time travel until vacuum.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from ..contract.columns import CURATED_FILE_COLUMNS
 from ..contract.layout import (
     CANDIDATES,
-    CURATED,
-    DAY_DATASETS,
     MANIFESTS,
-    MARTS,
     QUARANTINE_FILES,
-    QUARANTINE_ROWS,
+    RUN_MANIFESTS,
     STAGING,
     day_partition,
     manifest_name,
-    partition_value,
 )
 from ..contract.manifest import Manifest
 from ..core.planning import bucket_order, id_hashes
-from .storage import Location, move_tree, read_parquet_dir, remove_tree, write_bytes, write_parquet
+from ..errors import NothingPublishedError
+from .delta import TABLES, DataFile, commit_day, day_history, restore_day, write_data_file
+from .storage import Location, location, normalize, read_json, read_parquet_dir, remove_tree, write_bytes, write_parquet
+
+#: Tables are committed in this order; the manifest is written after the last one.
+COMMIT_ORDER: tuple[str, ...] = ("curated", "quarantine", "marts")
 
 
-class DayPublisher(Protocol):
-    """What the pipeline needs of a publisher: somewhere to put a run's outputs, then one commit.
-
-    Outputs written before `commit` must stay invisible to readers; `abort` drops them.
-    """
-
-    def write_curated(self, enriched: pd.DataFrame, part: str | None = None) -> dict[str, str]: ...
-    def write_quarantine(self, quarantine: pd.DataFrame, part: str | None = None) -> None: ...
-    def write_rejected_file(self, name: str, data: bytes) -> str: ...
-    def write_mart(self, mart: pd.DataFrame) -> None: ...
-    def commit(self, manifest: Manifest) -> str: ...
-    def abort(self) -> None: ...
+def write_manifest(root: Location, manifest: Manifest) -> Manifest:
+    """The day's manifest (one object, replaced whole), and a copy kept per run for rollback;
+    returns it with its URL."""
+    data = manifest.to_json_bytes()
+    write_bytes(root.fs, run_manifest_path(root, manifest.sale_date, manifest.run_id), data)
+    path = root.join(MANIFESTS, manifest_name(manifest.sale_date))
+    write_bytes(root.fs, path, data)
+    return manifest.model_copy(update={"manifest_url": root.url_of(path)})
 
 
-class StagedDay:
-    """The outputs of one run for one sale date, staged until `commit`."""
+def run_manifest_path(root: Location, sale_date: str, run_id: str) -> str:
+    return root.join(MANIFESTS, RUN_MANIFESTS, day_partition(sale_date), f"{run_id}.json")
 
-    def __init__(self, warehouse: Location, sale_date: str, run_id: str) -> None:
-        if not run_id or "/" in run_id:
-            raise ValueError(f"run_id must be a non-empty path segment, got {run_id!r}")
-        self.warehouse = warehouse
+
+class DayPublication:
+    """The outputs of one run for one sale date, invisible to readers until `commit`."""
+
+    def __init__(self, warehouse: str, options: Mapping[str, Any] | None, sale_date: str, run_id: str) -> None:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise ValueError(f"run_id must be a plain path segment, got {run_id!r}")
+        self.warehouse = normalize(warehouse)
+        self.options = dict(options or {})
         self.sale_date = sale_date
         self.run_id = run_id
-        self.staging_root = warehouse.join(STAGING, run_id)
+        self.root = location(self.warehouse, self.options)
+        self.scratch = self.root.join(STAGING, run_id)
 
-    @property
-    def fs(self) -> Any:
-        return self.warehouse.fs
+    # -- data files (written where the task runs) --------------------------------------------
 
-    def staged(self, dataset: str) -> str:
-        return posixpath.join(self.staging_root, dataset, day_partition(self.sale_date))
-
-    def final(self, dataset: str) -> str:
-        return self.warehouse.join(dataset, day_partition(self.sale_date))
-
-    def region_dir(self, region: str) -> str:
-        return posixpath.join(self.staged(CURATED), f"region={partition_value(region)}")
-
-    def write_curated(self, enriched: pd.DataFrame, part: str | None = None) -> dict[str, str]:
-        """One Parquet file per region (and part); returns region -> staged partition URL."""
-        paths: dict[str, str] = {}
-        for region, rows in enriched.groupby("region", sort=True, observed=True):
-            directory = self.region_dir(str(region))
-            write_parquet(
-                self.fs,
-                posixpath.join(directory, self._file_name(part)),
-                rows[list(CURATED_FILE_COLUMNS)].reset_index(drop=True),
+    def write_curated(self, enriched: pd.DataFrame, part: str) -> list[DataFile]:
+        """One data file per region in `enriched`."""
+        return [
+            write_data_file(
+                self.warehouse,
+                self.options,
+                TABLES["curated"],
+                {"sale_date": self.sale_date, "region": str(region)},
+                f"{self.run_id}-{part}",
+                rows,
             )
-            paths[str(region)] = self.warehouse.url_of(directory)
-        return paths
+            for region, rows in enriched.groupby("region", sort=True, observed=True)
+        ]
 
-    def write_quarantine(self, quarantine: pd.DataFrame, part: str | None = None) -> None:
-        if len(quarantine):
-            write_parquet(self.fs, posixpath.join(self.staged(QUARANTINE_ROWS), self._file_name(part)), quarantine)
+    def write_quarantine(self, quarantine: pd.DataFrame, part: str) -> list[DataFile]:
+        if not len(quarantine):
+            return []
+        return [
+            write_data_file(
+                self.warehouse,
+                self.options,
+                TABLES["quarantine"],
+                {"sale_date": self.sale_date},
+                f"{self.run_id}-{part}",
+                quarantine,
+            )
+        ]
 
-    def _file_name(self, part: str | None) -> str:
-        return f"{self.run_id}-{part}.parquet" if part else f"{self.run_id}.parquet"
+    def write_mart(self, mart: pd.DataFrame) -> list[DataFile]:
+        if not len(mart):
+            return []
+        return [
+            write_data_file(
+                self.warehouse, self.options, TABLES["marts"], {"sale_date": self.sale_date}, self.run_id, mart
+            )
+        ]
+
+    def write_rejected_file(self, name: str, data: bytes) -> str:
+        """Keep an unreadable landing file byte for byte (this run's folder); returns its URL."""
+        path = self.root.join(QUARANTINE_FILES, day_partition(self.sale_date), self.run_id, name)
+        write_bytes(self.root.fs, path, data)
+        return self.root.url_of(path)
+
+    def file_url(self, table: str, data_file: DataFile) -> str:
+        """Where a data file of `table` lives (for a task that reads it back)."""
+        return self.root.url_of(self.root.join(TABLES[table].path, data_file.path))
+
+    # -- scratch: the day-wide duplicate check ----------------------------------------------
 
     def candidate_dir(self, bucket: int) -> str:
-        return posixpath.join(self.staging_root, CANDIDATES, f"bucket={bucket:04d}")
+        return posixpath.join(self.scratch, CANDIDATES, f"bucket={bucket:04d}")
 
     def write_candidates(self, rows: pd.DataFrame, file_index: int, buckets: int) -> None:
         """Spread rows over `buckets` by transaction_id, so each bucket can be de-duplicated alone."""
@@ -110,7 +132,7 @@ class StagedDay:
             if bounds[bucket + 1] > bounds[bucket]:
                 part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
                 write_parquet(
-                    self.fs,
+                    self.root.fs,
                     posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.parquet"),
                     part,
                     compression="none",
@@ -118,52 +140,56 @@ class StagedDay:
 
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
-        candidates = read_parquet_dir(self.fs, self.candidate_dir(bucket))
+        directory = self.candidate_dir(bucket)
+        if not self.root.fs.exists(directory):
+            return pd.DataFrame()
+        candidates = read_parquet_dir(self.root.fs, directory)
         if len(candidates):
             candidates["sale_date"] = candidates["sale_date"].fillna(self.sale_date)
         candidates["raw_line"] = pd.Series(pd.NA, index=candidates.index, dtype="str")  # none: they parsed
         return candidates
 
-    def write_rejected_file(self, name: str, data: bytes) -> str:
-        """Keep an unreadable landing file byte for byte; returns where it will be published."""
-        write_bytes(self.fs, posixpath.join(self.staged(QUARANTINE_FILES), name), data)
-        return posixpath.join(self.final(QUARANTINE_FILES), name)
+    # -- the commit ---------------------------------------------------------------------------
 
-    def write_mart(self, mart: pd.DataFrame) -> None:
-        if len(mart):
-            write_parquet(self.fs, posixpath.join(self.staged(MARTS), f"{self.run_id}.parquet"), mart)
+    def commit(
+        self,
+        files: Mapping[str, Sequence[DataFile]],
+        manifest: Manifest,
+        on_commit: Callable[[str, int], None] | None = None,
+    ) -> Manifest:
+        """Commit each table's day (curated, quarantine, marts), then write the manifest naming
+        the versions; returns the manifest as written, with its URL. `on_commit(table, version)`
+        is told of each commit as it happens (for the run's log)."""
+        versions: dict[str, int] = {}
+        for name in COMMIT_ORDER:
+            versions[name] = commit_day(
+                self.warehouse, self.options, TABLES[name], self.sale_date, files.get(name, ()), self.run_id
+            )
+            if on_commit:
+                on_commit(name, versions[name])
+        return write_manifest(self.root, manifest.model_copy(update={"tables": versions}))
 
-    def commit(self, manifest: Manifest, datasets: Iterable[str] = DAY_DATASETS) -> str:
-        """Swap the staged day partitions in, then publish the manifest.
+    def cleanup(self) -> None:
+        """Drop this run's scratch data (never anything published)."""
+        remove_tree(self.root.fs, self.scratch)
 
-        Old partitions are parked under the staging prefix first; if anything
-        fails, every swap is undone (new data back to staging, old data back in
-        place), so a retry starts from the same state and readers never see a
-        half-replaced day for longer than the swap itself.
-        """
-        swapped: list[str] = []
-        try:
-            for dataset in datasets:
-                move_tree(self.fs, self.final(dataset), self.parked(dataset))
-                swapped.append(dataset)
-                move_tree(self.fs, self.staged(dataset), self.final(dataset))
-            staged_manifest = posixpath.join(self.staging_root, MANIFESTS, manifest_name(self.sale_date))
-            final_manifest = self.warehouse.join(MANIFESTS, manifest_name(self.sale_date))
-            write_bytes(self.fs, staged_manifest, manifest.to_json_bytes())
-            self.fs.makedirs(posixpath.dirname(final_manifest), exist_ok=True)
-            self.fs.mv(staged_manifest, final_manifest)
-        except BaseException:
-            for dataset in reversed(swapped):
-                move_tree(self.fs, self.final(dataset), self.staged(dataset))
-                move_tree(self.fs, self.parked(dataset), self.final(dataset))
-            raise
-        self.abort()
-        return self.warehouse.url_of(final_manifest)
 
-    def parked(self, dataset: str) -> str:
-        """Where the previously published partition waits while the new one moves in."""
-        return posixpath.join(self.staging_root, "_replaced", dataset, day_partition(self.sale_date))
-
-    def abort(self) -> None:
-        """Drop everything staged by this run."""
-        remove_tree(self.fs, self.staging_root)
+def rollback_day(warehouse: str, options: Mapping[str, Any] | None, sale_date: str) -> Manifest:
+    """Return a day to the run that published it before the current one, in every table, and
+    restore that run's manifest (with the new table versions). Returns the restored manifest."""
+    root = location(warehouse, options)
+    current_path = root.join(MANIFESTS, manifest_name(sale_date))
+    if not root.fs.exists(current_path):
+        raise NothingPublishedError(f"{sale_date} was never published in {root.url}")
+    current = Manifest.model_validate(read_json(root.fs, current_path))
+    runs = [run for _, run in day_history(root.url, options, TABLES["curated"], sale_date)]
+    earlier = [run for run in runs if run != current.run_id]
+    if not earlier:
+        raise NothingPublishedError(f"{sale_date} has no earlier publication than run {current.run_id} to roll back to")
+    previous = earlier[0]
+    saved = run_manifest_path(root, sale_date, previous)
+    if not root.fs.exists(saved):
+        raise NothingPublishedError(f"the manifest of run {previous} ({sale_date}) is gone (vacuumed?)")
+    manifest = Manifest.model_validate(read_json(root.fs, saved))
+    versions = {name: restore_day(root.url, options, TABLES[name], sale_date, previous) for name in COMMIT_ORDER}
+    return write_manifest(root, manifest.model_copy(update={"tables": versions}))

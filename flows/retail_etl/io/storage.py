@@ -123,6 +123,17 @@ def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table, compressio
     write_bytes(fs, path, parquet_bytes(frame, compression))
 
 
+def read_parquet_files(
+    urls: list[str], options: Mapping[str, Any] | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The Parquet files at `urls` (in that order) as one DataFrame."""
+    tables = []
+    for url in urls:
+        loc = location(url, options)
+        tables.append(pq.read_table(io.BytesIO(loc.fs.cat_file(loc.root)), columns=columns))
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
+
+
 def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd.DataFrame:
     """All Parquet files directly under `path` (in name order) as one DataFrame."""
     fs.invalidate_cache(path)
@@ -130,24 +141,6 @@ def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd
     # Whole-object reads: pyarrow over an fsspec handle makes many small Python-level reads.
     tables = [pq.read_table(io.BytesIO(fs.cat_file(p)), columns=columns) for p in files]
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
-
-
-def move_tree(fs: Any, source: str, target: str) -> None:
-    """Move every file under `source` to the same place under `target` (which must not exist).
-
-    Locally this is one directory rename; on object stores it is a copy and delete
-    per object, listed fresh so a stale listing cache cannot name vanished keys.
-    """
-    fs.invalidate_cache()
-    if not fs.exists(source):
-        return
-    fs.makedirs(posixpath.dirname(target), exist_ok=True)
-    if not is_remote(fs.unstrip_protocol(source)):
-        os.replace(source, target)
-        return
-    for path in fs.find(source):
-        fs.mv(path, posixpath.join(target, posixpath.relpath(path, source)))
-    fs.invalidate_cache()
 
 
 def remove_tree(fs: Any, path: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
@@ -37,8 +38,10 @@ from ..core.checks import Rules
 from ..core.dates import date_range, default_run_date
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
-from ..io.publish import StagedDay
-from ..io.storage import location, normalize
+from ..io.housekeeping import remove_stale_scratch
+from ..io.publish import DayPublication
+from ..io.storage import normalize
+from .exclusive import exclusive_day
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
 from .results import result_storage
 from .tasks import (
@@ -46,7 +49,7 @@ from .tasks import (
     configured_extract,
     io_options,
     list_landing_files,
-    publish_manifest,
+    publish_day,
     transform_bucket,
     validate_files,
 )
@@ -125,6 +128,43 @@ def daily_sales_etl(
     storage = result_storage(warehouse, options)
     retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
     io = retries | {"result_storage": storage}
+    day = DayPublication(warehouse, options, sale_date, run_id)
+    with exclusive_day(warehouse, sale_date, settings.day_wait_seconds):
+        removed = remove_stale_scratch(warehouse, options, settings.scratch_retention, keep=run_id)
+        if removed:
+            logger.info("removed scratch of %d earlier run(s) older than %s", len(removed), settings.scratch_retention)
+        try:
+            manifest, mart = _publish(day, landing, io, retries, storage, settings, rules, strict, allow_empty, logger)
+        finally:
+            day.cleanup()
+
+    create_table_artifact(
+        key="retail-etl-region-figures",
+        table=[{str(key): value for key, value in row.items()} for row in mart.to_dict("records")],
+        description=f"Per-region figures for {sale_date} ({manifest.rows_published} rows published)",
+    )
+    create_markdown_artifact(
+        key="retail-etl-quarantine",
+        markdown=_quarantine_markdown(manifest),
+        description=f"Quarantine summary for {sale_date}",
+    )
+    return manifest
+
+
+def _publish(
+    day: DayPublication,
+    landing: str,
+    io: dict[str, Any],
+    retries: dict[str, Any],
+    storage: Any,
+    settings: Settings,
+    rules: Rules,
+    strict: bool,
+    allow_empty: bool,
+    logger: Any,
+) -> tuple[Manifest, pd.DataFrame]:
+    """The day's work while it holds its slot: validate, de-duplicate, aggregate, commit."""
+    warehouse, options, sale_date, run_id = day.warehouse, day.options, day.sale_date, day.run_id
     sources = list_landing_files.with_options(**io)(landing, sale_date, options)
     if not sources:
         if not allow_empty:
@@ -137,68 +177,56 @@ def daily_sales_etl(
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
     batches = plan_batches(sources, settings.batch_bytes)
 
-    day = StagedDay(location(warehouse, options), sale_date, run_id)
-    try:
-        extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
-        validated = (
-            validate_files.with_options(**io)
-            .map(batches, unmapped(extract), warehouse, unmapped(options), sale_date, run_id, unmapped(rules), buckets)
-            .result()
-            if batches
-            else []
-        )
-        outcomes = [outcome for batch in validated for outcome in batch]
-        rejected = [outcome.rejected for outcome in outcomes if outcome.rejected]
-        if rejected and strict:
-            names = ", ".join(entry.file.rsplit("/", 1)[-1] for entry in rejected)
-            raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
-        accepted = [outcome for outcome in outcomes if not outcome.rejected]
-
-        published = (
-            transform_bucket.with_options(**io)
-            .map(range(buckets), warehouse, unmapped(options), sale_date, run_id, unmapped(rules))
-            .result()
-            if accepted
-            else []
-        )
-        regions_seen = sorted({region for result in published for region in result.regions})
-        summaries = (
-            aggregate_region.with_options(**io)
-            .map(
-                regions_seen,
-                [day.warehouse.url_of(day.region_dir(region)) for region in regions_seen],
-                unmapped(options),
-            )
-            .result()
-        )
-
-        manifest = build_manifest(
-            run_id=run_id,
-            sale_date=sale_date,
-            landing=landing,
-            version=__version__,
-            accepted=[AcceptedFile(file=outcome.url, rows=outcome.rows) for outcome in accepted],
-            rejected=rejected,
-            reasons=reason_counts((o.reasons for o in accepted), sum(r.duplicates for r in published)),
-            regions=summaries,
-        )
-        mart = mart_frame(summaries)
-        url = publish_manifest.with_options(**io)(manifest, mart, warehouse, options, sale_date, run_id)
-    except BaseException:
-        day.abort()
-        raise
-
-    create_table_artifact(
-        key="retail-etl-region-figures",
-        table=[{str(key): value for key, value in row.items()} for row in mart.to_dict("records")],
-        description=f"Per-region figures for {sale_date} ({manifest.rows_published} rows published)",
+    extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
+    validated = (
+        validate_files.with_options(**io)
+        .map(batches, unmapped(extract), warehouse, unmapped(options), sale_date, run_id, unmapped(rules), buckets)
+        .result()
+        if batches
+        else []
     )
-    create_markdown_artifact(
-        key="retail-etl-quarantine",
-        markdown=_quarantine_markdown(manifest),
-        description=f"Quarantine summary for {sale_date}",
+    outcomes = [outcome for batch in validated for outcome in batch.files]
+    rejected = [outcome.rejected for outcome in outcomes if outcome.rejected]
+    if rejected and strict:
+        names = ", ".join(entry.file.rsplit("/", 1)[-1] for entry in rejected)
+        raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
+    accepted = [outcome for outcome in outcomes if not outcome.rejected]
+
+    buckets_done = (
+        transform_bucket.with_options(**io)
+        .map(range(buckets), warehouse, unmapped(options), sale_date, run_id, unmapped(rules))
+        .result()
+        if accepted
+        else []
     )
-    return manifest.model_copy(update={"manifest_url": url})
+    curated = [data_file for bucket in buckets_done for data_file in bucket.curated]
+    by_region: dict[str, list[str]] = {}
+    for data_file in curated:
+        by_region.setdefault(data_file.partition_values["region"], []).append(day.file_url("curated", data_file))
+    regions = sorted(by_region)
+    summaries = (
+        aggregate_region.with_options(**io)
+        .map(regions, [by_region[region] for region in regions], unmapped(options))
+        .result()
+    )
+
+    manifest = build_manifest(
+        run_id=run_id,
+        sale_date=sale_date,
+        landing=landing,
+        version=__version__,
+        accepted=[AcceptedFile(file=outcome.url, rows=outcome.rows) for outcome in accepted],
+        rejected=rejected,
+        reasons=reason_counts((o.reasons for o in accepted), sum(b.duplicates for b in buckets_done)),
+        regions=summaries,
+    )
+    mart = mart_frame(summaries)
+    quarantine = [f for batch in validated for f in batch.quarantine] + [
+        f for bucket in buckets_done for f in bucket.quarantine
+    ]
+    files = {"curated": curated, "quarantine": quarantine}
+    published = publish_day.with_options(**io)(manifest, mart, files, warehouse, options, sale_date, run_id)
+    return published, mart
 
 
 def _shared_scheduler() -> TaskRunner[Any]:

@@ -10,6 +10,7 @@ extraction returns a DataFrame, and it runs nested inside the task that uses it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -29,9 +30,10 @@ from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
 from ..core.parse import RAW_COLUMNS, read_landing_bytes, reject
 from ..errors import RejectedFile
+from ..io.delta import DataFile
 from ..io.landing import LandingFile, list_day, read_landing
-from ..io.publish import StagedDay
-from ..io.storage import location, read_parquet_dir
+from ..io.publish import DayPublication
+from ..io.storage import read_parquet_files
 from .results import ParquetSerializer, cache_key_storage, landing_cache_key
 
 #: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
@@ -104,6 +106,14 @@ class FileOutcome(BaseModel):
     rejected: RejectedFileRecord | None = None
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """A validated batch: each file's outcome, and the quarantine data files it wrote."""
+
+    files: list[FileOutcome]
+    quarantine: list[DataFile]
+
+
 @task(name="validate-files", persist_result=True, cache_policy=(INPUTS - "extract") + TASK_SOURCE + RUN_ID)
 def validate_files(
     batch: list[tuple[int, LandingFile]],
@@ -114,14 +124,15 @@ def validate_files(
     run_id: str,
     rules: Rules,
     buckets: int,
-) -> list[FileOutcome]:
+) -> BatchOutcome:
     """Extract (cached, per file) and validate a batch of landing files where the task runs (a Dask worker).
 
     The batch is checked in one pass (pandera's cost per call is then paid once); quarantine
-    rows and the rows still in the running are staged as Parquet, the latter bucketed by
-    transaction_id for the day-wide duplicate check. Unreadable files are copied whole.
+    rows go to a (not yet committed) data file of the quarantine table, and the rows still in
+    the running to scratch, bucketed by transaction_id for the day-wide duplicate check.
+    Unreadable files are copied whole.
     """
-    day = StagedDay(location(warehouse, options), sale_date, run_id)
+    day = DayPublication(warehouse, options, sale_date, run_id)
     outcomes: list[FileOutcome] = []
     frames: list[pd.DataFrame] = []
     for _, source in batch:
@@ -134,7 +145,7 @@ def validate_files(
         outcomes.append(FileOutcome(url=source.url, name=source.name, rows=len(raw)))
         frames.append(raw)
     if not frames:
-        return outcomes
+        return BatchOutcome(outcomes, [])
     accepted = {outcome.url: outcome for outcome in outcomes if not outcome.rejected}
     raw = pd.concat(frames, ignore_index=True)
     raw["source_file"] = pd.Categorical.from_codes(
@@ -143,7 +154,7 @@ def validate_files(
     del frames
     candidates, quarantine = split_field_checks(raw, rules)
     first_index = batch[0][0]
-    day.write_quarantine(quarantine, part=f"f{first_index:06d}")
+    quarantine_files = day.write_quarantine(quarantine, part=f"f{first_index:06d}")
     day.write_candidates(candidates, first_index, buckets)
     counts = quarantine.groupby(["source_file", "reason"], observed=True).size()
     for key, count in counts.items():
@@ -156,57 +167,69 @@ def validate_files(
         len(candidates),
         len(quarantine),
     )
-    return outcomes
+    return BatchOutcome(outcomes, quarantine_files)
 
 
-class BucketOutcome(BaseModel):
-    """What de-duplicating one transaction_id bucket found."""
+@dataclass(frozen=True)
+class BucketOutcome:
+    """What de-duplicating one transaction_id bucket found, and the data files it wrote."""
 
     duplicates: int = 0
-    regions: list[str] = []
+    curated: list[DataFile] = field(default_factory=list)
+    quarantine: list[DataFile] = field(default_factory=list)
 
 
 @task(name="transform-bucket", persist_result=True, cache_policy=WITHIN_RUN)
 def transform_bucket(
     bucket: int, warehouse: str, options: dict[str, Any], sale_date: str, run_id: str, rules: Rules
 ) -> BucketOutcome:
-    """De-duplicate one transaction_id bucket, enrich the survivors and stage them per region."""
-    day = StagedDay(location(warehouse, options), sale_date, run_id)
+    """De-duplicate one transaction_id bucket, enrich the survivors and write them per region."""
+    day = DayPublication(warehouse, options, sale_date, run_id)
     candidates = day.read_candidates(bucket)
     if not len(candidates):
         return BucketOutcome()
     clean, duplicates = split_duplicates(candidates, rules)
     enriched = enrich(clean)
     part = f"b{bucket:04d}"
-    day.write_quarantine(duplicates, part=part)
-    regions = day.write_curated(enriched, part=part)
-    get_run_logger().info("bucket %d: %d rows staged, %d duplicates", bucket, len(enriched), len(duplicates))
-    return BucketOutcome(duplicates=len(duplicates), regions=sorted(regions))
+    quarantine_files = day.write_quarantine(duplicates, part=part)
+    curated_files = day.write_curated(enriched, part=part)
+    get_run_logger().info("bucket %d: %d rows written, %d duplicates", bucket, len(enriched), len(duplicates))
+    return BucketOutcome(len(duplicates), curated_files, quarantine_files)
 
 
 @task(name="aggregate-region", persist_result=True, cache_policy=WITHIN_RUN)
-def aggregate_region(region: str, partition_url: str, options: dict[str, Any]) -> RegionSummary:
-    """Mart row of one region, read from its staged partition where the task runs (a Dask worker)."""
-    loc = location(partition_url, options)
-    rows = read_parquet_dir(loc.fs, loc.root, columns=["quantity", "total", "ticket_size"])
+def aggregate_region(region: str, file_urls: list[str], options: dict[str, Any]) -> RegionSummary:
+    """Mart row of one region, from this run's curated data files of it (read where the task runs)."""
+    rows = read_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
     summary = region_summary(region, rows)
     get_run_logger().debug("region %s: %d rows, revenue %.2f", region, summary.transactions, summary.revenue)
     return summary
 
 
-@task(name="publish-manifest", persist_result=True, cache_policy=NO_CACHE)
-def publish_manifest(
-    manifest: Manifest, mart: pd.DataFrame, warehouse: str, options: dict[str, Any], sale_date: str, run_id: str
-) -> str:
-    """Stage the mart, then swap every day partition in and write the manifest last."""
-    day = StagedDay(location(warehouse, options), sale_date, run_id)
-    day.write_mart(mart)
-    url = day.commit(manifest)
-    get_run_logger().info(
-        "published %s: %d rows in, %d published, %d quarantined",
+@task(name="publish-day", persist_result=True, cache_policy=NO_CACHE)
+def publish_day(
+    manifest: Manifest,
+    mart: pd.DataFrame,
+    files: dict[str, list[DataFile]],
+    warehouse: str,
+    options: dict[str, Any],
+    sale_date: str,
+    run_id: str,
+) -> Manifest:
+    """Write the mart, commit the day in every table, then write the manifest naming the versions."""
+    day = DayPublication(warehouse, options, sale_date, run_id)
+    logger = get_run_logger()
+    committed = day.commit(
+        {**files, "marts": day.write_mart(mart)},
+        manifest,
+        on_commit=lambda table, version: logger.info("committed %s %s: version %d", table, sale_date, version),
+    )
+    logger.info(
+        "published %s: %d rows in, %d published, %d quarantined (table versions %s)",
         sale_date,
         manifest.rows_in,
         manifest.rows_published,
         manifest.rows_quarantined,
+        committed.tables,
     )
-    return url
+    return committed

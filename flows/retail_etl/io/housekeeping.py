@@ -1,0 +1,113 @@
+"""Housekeeping of a warehouse: scratch of finished or killed runs, expired task results,
+rejected files of replaced runs, and table files that left the tables long enough ago.
+
+Nothing here touches what the current manifests and table versions reference.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..contract.layout import MANIFESTS, PREFECT_CACHE_KEYS, PREFECT_RESULTS, QUARANTINE_FILES, STAGING
+from .delta import TABLES, vacuum
+from .storage import location, read_json, remove_tree
+
+
+def _modified(info: Mapping[str, Any]) -> datetime | None:
+    value = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def _newest(fs: Any, folder: str) -> datetime | None:
+    """When anything under `folder` last changed (None if it holds no file)."""
+    times = [_modified(info) for info in fs.find(folder, detail=True).values()]
+    known = [moment for moment in times if moment is not None]
+    return max(known) if known else None
+
+
+def _old_folders(fs: Any, parent: str, older_than: timedelta, keep: set[str]) -> list[str]:
+    """Sub-folders of `parent` whose newest file is older than `older_than` (and not in `keep`)."""
+    fs.invalidate_cache(parent)
+    if not fs.exists(parent):
+        return []
+    cutoff = datetime.now(UTC) - older_than
+    old = []
+    for path in fs.ls(parent, detail=False):
+        if posixpath.basename(path.rstrip("/")) in keep or not fs.isdir(path):
+            continue
+        newest = _newest(fs, path)
+        if newest is None or newest < cutoff:
+            old.append(path)
+    return old
+
+
+def remove_stale_scratch(
+    warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta, keep: str | None = None
+) -> list[str]:
+    """Remove `_staging/<run_id>/` of runs whose scratch has not changed for `older_than`."""
+    root = location(warehouse, options)
+    removed = _old_folders(root.fs, root.join(STAGING), older_than, {keep} if keep else set())
+    for path in removed:
+        remove_tree(root.fs, path)
+    return [root.url_of(path) for path in removed]
+
+
+def remove_expired_results(warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta) -> list[str]:
+    """Remove Prefect result and cache-key files older than `older_than` (the cache expiration)."""
+    root = location(warehouse, options)
+    cutoff = datetime.now(UTC) - older_than
+    removed = []
+    for folder in (PREFECT_RESULTS, PREFECT_CACHE_KEYS):
+        path = root.join(folder)
+        root.fs.invalidate_cache(path)
+        if not root.fs.exists(path):
+            continue
+        for name, info in root.fs.find(path, detail=True).items():
+            moment = _modified(info)
+            if moment is not None and moment < cutoff:
+                root.fs.rm_file(name)
+                removed.append(root.url_of(name))
+    return removed
+
+
+def remove_replaced_rejected_files(
+    warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta
+) -> list[str]:
+    """Remove rejected-file folders of runs that are no longer a day's published run."""
+    root = location(warehouse, options)
+    base = root.join(QUARANTINE_FILES)
+    root.fs.invalidate_cache(base)
+    if not root.fs.exists(base):
+        return []
+    removed = []
+    for day_folder in root.fs.ls(base, detail=False):
+        day = posixpath.basename(day_folder.rstrip("/"))
+        manifest = root.join(MANIFESTS, f"{day}.json")
+        current = read_json(root.fs, manifest).get("run_id") if root.fs.exists(manifest) else None
+        for path in _old_folders(root.fs, day_folder, older_than, {current} if current else set()):
+            remove_tree(root.fs, path)
+            removed.append(root.url_of(path))
+    return removed
+
+
+def vacuum_warehouse(
+    warehouse: str,
+    options: Mapping[str, Any] | None,
+    retention: timedelta,
+    scratch_retention: timedelta,
+    results_retention: timedelta,
+) -> dict[str, list[str]]:
+    """All of the above, and Delta vacuum of every table; returns what went, by kind."""
+    hours = retention.total_seconds() / 3600
+    report = {f"table {name}": vacuum(warehouse, options, table, hours) for name, table in TABLES.items()}
+    report["scratch"] = remove_stale_scratch(warehouse, options, scratch_retention)
+    report["results"] = remove_expired_results(warehouse, options, results_retention)
+    report["rejected files"] = remove_replaced_rejected_files(warehouse, options, retention)
+    return report
