@@ -14,27 +14,22 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.dataset as ds
 
-from ..contract.layout import MANIFESTS, MARTS
+from ..contract.layout import MANIFESTS
 from ..contract.manifest import Manifest
+from .delta import TABLES, open_table
 from .storage import location, read_json
 
 
 def load_marts(warehouse: str, start: date, end: date, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """region_daily rows with start <= sale_date <= end, as published."""
-    root = location(warehouse, options)
-    path = root.join(MARTS)
-    root.fs.invalidate_cache(path)
-    if not root.fs.exists(path):
+    """region_daily rows with start <= sale_date <= end, from the table's current version."""
+    delta = open_table(warehouse, options, TABLES["marts"])
+    if delta is None:
         return pd.DataFrame(columns=["sale_date", "region", "revenue", "units", "transactions"])
-    partitioning = ds.partitioning(pa.schema([("sale_date", pa.string())]), flavor="hive")
-    dataset = ds.dataset(path, filesystem=root.fs, format="parquet", partitioning=partitioning)
-    table = dataset.to_table(
-        filter=(ds.field("sale_date") >= start.isoformat()) & (ds.field("sale_date") <= end.isoformat())
+    frame: pd.DataFrame = delta.to_pandas(
+        filters=[("sale_date", ">=", start.isoformat()), ("sale_date", "<=", end.isoformat())]
     )
-    return table.to_pandas().sort_values(["sale_date", "region"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["sale_date", "region"], kind="stable").reset_index(drop=True)
 
 
 def load_manifests(warehouse: str, start: date, end: date, options: Mapping[str, Any] | None = None) -> list[Manifest]:
