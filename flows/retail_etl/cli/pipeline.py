@@ -141,6 +141,6 @@ def demo(
     console.rule("3. report")
     report(warehouse=warehouse, start=date_, end=date_, plot=directory / "revenue.png")
     console.print(
-        f'Parquet under {warehouse}; try: python -c "import pandas as pd; '
-        f"print(pd.read_parquet('{warehouse}/curated/sales').head())\""
+        f'Delta tables under {warehouse}; try: python -c "from deltalake import DeltaTable; '
+        f"print(DeltaTable('{warehouse}/curated/sales').to_pandas().head())\""
     )
