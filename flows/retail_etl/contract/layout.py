@@ -22,6 +22,8 @@ STAGING = "_staging"
 #: Under a run's staging prefix: rows that passed the field checks, bucketed by transaction_id.
 CANDIDATES = "candidates"
 PREFECT_RESULTS = "_prefect/results"
+#: When housekeeping (vacuum) of the warehouse last ran, so the nightly flow runs it once a day.
+HOUSEKEEPING_MARKER = "_housekeeping/last-run"
 PREFECT_CACHE_KEYS = "_prefect/cache-keys"
 
 #: Datasets replaced as a whole partition when a day is (re)published.

@@ -11,9 +11,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..contract.layout import MANIFESTS, PREFECT_CACHE_KEYS, PREFECT_RESULTS, QUARANTINE_FILES, STAGING
+from ..contract.layout import (
+    HOUSEKEEPING_MARKER,
+    MANIFESTS,
+    PREFECT_CACHE_KEYS,
+    PREFECT_RESULTS,
+    QUARANTINE_FILES,
+    STAGING,
+)
 from .delta import TABLES, vacuum
-from .storage import location, read_json, remove_tree
+from .storage import location, read_json, remove_tree, write_bytes
 
 
 def _modified(info: Mapping[str, Any]) -> datetime | None:
@@ -111,3 +118,16 @@ def vacuum_warehouse(
     report["results"] = remove_expired_results(warehouse, options, results_retention)
     report["rejected files"] = remove_replaced_rejected_files(warehouse, options, retention)
     return report
+
+
+def due(warehouse: str, options: Mapping[str, Any] | None, every: timedelta) -> bool:
+    """True (and the time noted) if housekeeping of this warehouse last ran longer than `every` ago."""
+    root = location(warehouse, options)
+    marker = root.join(HOUSEKEEPING_MARKER)
+    now = datetime.now(UTC)
+    if root.fs.exists(marker):
+        last = datetime.fromisoformat(root.fs.cat_file(marker).decode().strip())
+        if now - last < every:
+            return False
+    write_bytes(root.fs, marker, now.isoformat().encode())
+    return True

@@ -17,7 +17,7 @@ Settings are read once, when a flow starts; the rules a deployment may want to v
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -38,7 +38,7 @@ from ..core.checks import Rules
 from ..core.dates import date_range, default_run_date
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
-from ..io.housekeeping import remove_stale_scratch
+from ..io.housekeeping import due, remove_stale_scratch, vacuum_warehouse
 from ..io.publish import DayPublication
 from ..io.storage import normalize
 from .exclusive import exclusive_day
@@ -149,6 +149,20 @@ def daily_sales_etl(
         description=f"Quarantine summary for {sale_date}",
     )
     return manifest
+
+
+def _housekeeping(warehouse: str, options: dict[str, Any], settings: Settings, logger: Any) -> None:
+    """Vacuum the warehouse once a day (what `retail-etl vacuum` does); a failure here is only logged,
+    the day is already published."""
+    try:
+        if not due(warehouse, options, timedelta(days=1)):
+            return
+        removed = vacuum_warehouse(
+            warehouse, options, settings.vacuum_retention, settings.scratch_retention, settings.cache_expiration
+        )
+        logger.info("housekeeping: %s", ", ".join(f"{len(paths)} {kind}" for kind, paths in removed.items()))
+    except Exception as error:  # never fail a published day for its housekeeping
+        logger.warning("housekeeping of %s failed (the day is published): %s", warehouse, error)
 
 
 def _publish(
