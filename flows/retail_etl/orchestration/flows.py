@@ -136,7 +136,7 @@ def daily_sales_etl(
         try:
             manifest, mart = _publish(day, landing, io, retries, storage, settings, rules, strict, allow_empty, logger)
         finally:
-            day.cleanup()
+            _remove_scratch(day, logger)
 
     create_table_artifact(
         key="retail-etl-region-figures",
@@ -149,6 +149,15 @@ def daily_sales_etl(
         description=f"Quarantine summary for {sale_date}",
     )
     return manifest
+
+
+def _remove_scratch(day: DayPublication, logger: Any) -> None:
+    """Drop the run's scratch; if the store refuses, the next run's clean-up gets it (the day's
+    outcome does not depend on it)."""
+    try:
+        day.cleanup()
+    except Exception as error:
+        logger.warning("could not remove scratch %s (a later run will): %s", day.scratch, error)
 
 
 def _housekeeping(warehouse: str, options: dict[str, Any], settings: Settings, logger: Any) -> None:
