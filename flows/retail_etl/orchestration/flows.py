@@ -130,9 +130,12 @@ def daily_sales_etl(
     io = retries | {"result_storage": storage}
     day = DayPublication(warehouse, options, sale_date, run_id)
     with exclusive_day(warehouse, sale_date, settings.day_wait_seconds):
-        removed = remove_stale_scratch(warehouse, options, settings.scratch_retention, keep=run_id)
-        if removed:
-            logger.info("removed scratch of %d earlier run(s) older than %s", len(removed), settings.scratch_retention)
+        try:
+            removed = remove_stale_scratch(warehouse, options, settings.scratch_retention, keep=run_id)
+            if removed:
+                logger.info("removed scratch of %d earlier run(s)", len(removed))
+        except Exception as error:  # housekeeping never decides a day's outcome
+            logger.warning("could not remove old scratch (a later run will): %s", error)
         try:
             manifest, mart = _publish(day, landing, io, retries, storage, settings, rules, strict, allow_empty, logger)
         finally:
