@@ -19,6 +19,8 @@ MANIFESTS = "manifests"
 #: Under MANIFESTS: every run's manifest, kept for rollback (`_runs/sale_date=D/<run_id>.json`).
 RUN_MANIFESTS = "_runs"
 STAGING = "_staging"
+#: Leases of days being published (`_locks/sale_date=D.json`).
+LOCKS = "_locks"
 #: Under a run's staging prefix: rows that passed the field checks, bucketed by transaction_id.
 CANDIDATES = "candidates"
 PREFECT_RESULTS = "_prefect/results"
