@@ -20,6 +20,7 @@ from retail_etl.io.delta import (
     ensure_table,
     open_table,
     read_day,
+    restore_day,
     table_uri,
     vacuum,
     write_data_file,
@@ -208,6 +209,22 @@ def test_vacuum_removes_replaced_files_only_after_the_retention(local):
     assert [path.rsplit("/", 1)[-1] for path in removed] == ["run1.parquet"]
     assert local.files() == ["sale_date=2024-01-15/run2.parquet", "sale_date=2024-01-16/other.parquet"]
     assert revenues(local) == [20.0] and revenues(local, "2024-01-16") == [5.0]
+
+
+def test_restore_brings_back_a_runs_files_and_vacuum_keeps_them(store):
+    first = publish(store, "run1", 10.0)
+    publish(store, "run2", 20.0)
+    restored = restore_day(store.warehouse, store.options, MARTS, DAY, "run1")
+    assert restored > first and revenues(store) == [10.0]
+    assert sorted(uri.rsplit("/", 1)[-1] for uri in store.table().file_uris()) == ["run1.parquet"]
+    assert delta.day_history(store.warehouse, store.options, MARTS, DAY)[0] == (restored, "run1")
+    with pytest.raises(ValueError, match="no publication of 2024-01-15 by run run9"):
+        restore_day(store.warehouse, store.options, MARTS, DAY, "run9")
+
+    # run1's files left the table once and came back: only run2's may go.
+    removed = vacuum(store.warehouse, store.options, MARTS, retention_hours=0)
+    assert [path.rsplit("/", 1)[-1] for path in removed] == ["run2.parquet"]
+    assert store.files() == [f"sale_date={DAY}/run1.parquet"] and revenues(store) == [10.0]
 
 
 def test_vacuum_of_a_table_never_created_is_a_no_op(local):
