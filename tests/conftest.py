@@ -7,6 +7,7 @@ settings exist, so they inherit both (exactly as the CLI does it).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,6 +32,8 @@ def pytest_collection_modifyitems(config, items):
     """Mark the fast subset `unit`: the pure tests and every module's doctests (`pytest -m unit`)."""
     for item in items:
         relative = Path(str(item.path)).resolve().relative_to(REPO).parts
+        if item.get_closest_marker("s3") or item.get_closest_marker("dask"):
+            continue  # a unit folder's test (or parameter) that needs a service says so
         if relative[0] == "flows" or (relative[0] == "tests" and relative[1] in UNIT_FOLDERS):
             item.add_marker(pytest.mark.unit)
 
@@ -111,7 +114,7 @@ def s3_bucket(s3_endpoint, request):
     """A fresh bucket per test; returns its s3:// URL."""
     import boto3
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{free_port()}"
+    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-") + f"-{free_port()}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return f"s3://{name}"
 

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from deltalake import DeltaTable
 
 
-def cli(*args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd, check: bool = True, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "RETAIL_ETL_"))}
-    env.update(PREFECT_HOME=str(cwd / ".prefect"), COLUMNS="120")
+    env.update(PREFECT_HOME=str(cwd / ".prefect"), COLUMNS="120", **(settings or {}))
     result = subprocess.run(
         [sys.executable, "-m", "retail_etl", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
@@ -79,3 +80,73 @@ def test_missing_landing_day_is_one_line_on_stderr(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no landing files for 2024-01-15" in errors[0]
     assert "error:" not in result.stdout
+
+
+def test_rerun_report_rollback_vacuum(tmp_path):
+    day = "2024-03-01"
+    where = ("--landing", "landing", "--warehouse", "warehouse")
+    manifest_path = tmp_path / "warehouse" / "manifests" / f"sale_date={day}.json"
+    curated = str(tmp_path / "warehouse" / "curated" / "sales")
+
+    def generate(seed: str, rows: str) -> None:
+        cli(
+            "generate",
+            "--date",
+            day,
+            "--rows",
+            rows,
+            "--stores",
+            "3",
+            "--seed",
+            seed,
+            "--bad-files",
+            "1",
+            "--out",
+            "landing",
+            cwd=tmp_path,
+        )
+
+    def report() -> str:
+        return cli("report", "--warehouse", "warehouse", "--start", day, "--end", day, cwd=tmp_path).stdout
+
+    def region_revenue() -> dict[str, float]:
+        frame = DeltaTable(curated).to_pandas(filters=[("sale_date", "=", day)])
+        return frame.groupby("region")["total"].sum().round(2).to_dict()
+
+    generate("1", "3000")
+    cli("run", "--date", day, *where, cwd=tmp_path)
+    first = json.loads(manifest_path.read_text())
+    generate("2", "2400")
+    cli("run", "--date", day, *where, cwd=tmp_path)
+    second = json.loads(manifest_path.read_text())
+    assert second["run_id"] != first["run_id"] and second["rows_in"] == 2_400 and first["rows_in"] == 3_000
+    assert second["revenue"] != first["revenue"]
+
+    # The re-run replaced the day: the report counts it once, with the second run's figures.
+    text = report()
+    assert "(1 days)" in text and "2,400 rows in" in text
+    assert f"{second['revenue']:,.2f}" in text and f"{first['revenue']:,.2f}" not in text
+    assert f"{second['rows_published']:,}" in text
+    assert region_revenue() == pytest.approx({r: f["revenue"] for r, f in second["regions"].items()})
+
+    rolled = cli("rollback", "--date", day, "--warehouse", "warehouse", cwd=tmp_path)
+    assert f"rolled back to run {first['run_id']}" in rolled.stdout
+    restored = json.loads(manifest_path.read_text())
+    assert {k: v for k, v in restored.items() if k != "tables"} == {k: v for k, v in first.items() if k != "tables"}
+    assert all(restored["tables"][name] > second["tables"][name] for name in ("curated", "quarantine", "marts"))
+    assert restored["tables"]["curated"] == DeltaTable(curated).version()
+    assert region_revenue() == pytest.approx({r: f["revenue"] for r, f in first["regions"].items()})
+    assert len(DeltaTable(curated).to_pandas(filters=[("sale_date", "=", day)])) == first["rows_published"]
+    text = report()
+    assert "3,000 rows in" in text and f"{first['revenue']:,.2f}" in text
+
+    vacuumed = cli("vacuum", "--warehouse", "warehouse", cwd=tmp_path, settings={"RETAIL_ETL_VACUUM_RETENTION": "PT0S"})
+    assert vacuumed.returncode == 0 and "vacuum of warehouse" in vacuumed.stdout
+    # The second run's files (no longer referenced) went; the restored first run's are all still readable.
+    assert not [
+        p for p in (tmp_path / "warehouse" / "curated").rglob("*.parquet") if p.name.startswith(second["run_id"])
+    ]
+    assert region_revenue() == pytest.approx({r: f["revenue"] for r, f in first["regions"].items()})
+    assert all(os.path.exists(entry["quarantined_to"]) for entry in first["files_rejected"])
+    assert not any(os.path.exists(entry["quarantined_to"]) for entry in second["files_rejected"])
+    assert "3,000 rows in" in report()

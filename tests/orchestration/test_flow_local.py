@@ -10,14 +10,18 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import TaskRunSort
 
-from retail_etl.contract.columns import QUARANTINE_COLUMNS
+from retail_etl.contract.columns import QUARANTINE_COLUMNS, TICKET_SIZES
+from retail_etl.contract.schemas import CURATED_ROWS, MART_ROWS, QUARANTINE_ROWS
 from retail_etl.synth.generate import REGIONS, generate_day
 
 DAY = "2024-01-15"
+#: The published tables, relative to the warehouse.
+TABLES = {"curated": "curated/sales", "quarantine": "quarantine/sales", "marts": "marts/region_daily"}
 
 
 @pytest.fixture
@@ -39,6 +43,34 @@ def files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 
 
+def table(warehouse: Path, name: str, version: int | None = None) -> DeltaTable:
+    return DeltaTable(str(warehouse / TABLES[name]), version=version)
+
+
+def read(warehouse: Path, name: str, day: str = DAY, version: int | None = None) -> pd.DataFrame:
+    """The day's rows in a table's current (or given) version: what a reader sees, never a folder glob."""
+    return table(warehouse, name, version).to_pandas(filters=[("sale_date", "=", day)])
+
+
+def file_names(delta: DeltaTable) -> list[str]:
+    """Names of the data files the table version references."""
+    return sorted(uri.rsplit("/", 1)[-1] for uri in delta.file_uris())
+
+
+def versions(warehouse: Path) -> dict[str, int]:
+    return {name: table(warehouse, name).version() for name in TABLES}
+
+
+def validate(curated: pd.DataFrame, quarantine: pd.DataFrame, mart: pd.DataFrame) -> None:
+    """The published contract on what the tables return. ticket_size is stored as a plain string in
+    Delta while CURATED_ROWS wants a category: validated as the category it stands for."""
+    CURATED_ROWS.validate(
+        curated[list(CURATED_ROWS.columns)].astype({"ticket_size": pd.CategoricalDtype(list(TICKET_SIZES))})
+    )
+    QUARANTINE_ROWS.validate(quarantine.drop(columns=["sale_date"]))
+    MART_ROWS.validate(mart.drop(columns=["sale_date"]))
+
+
 def test_day_is_published_and_every_row_accounted_for(run_day, tmp_dirs, regions):
     landing, warehouse = tmp_dirs
     day = generate_day(landing, DAY, rows=12_000, stores=6, bad_fraction=0.02, seed=3, bad_files=3)
@@ -51,7 +83,8 @@ def test_day_is_published_and_every_row_accounted_for(run_day, tmp_dirs, regions
     on_disk = json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())
     assert on_disk == manifest.model_dump(mode="json")
 
-    curated = pd.read_parquet(warehouse / "curated" / "sales")
+    assert manifest.tables == versions(warehouse) == on_disk["tables"]
+    curated = read(warehouse, "curated")
     assert len(curated) == manifest.rows_published
     assert set(curated["region"].astype(str)) == set(REGIONS)
     assert set(curated["sale_date"].astype(str)) == {DAY}
@@ -60,17 +93,21 @@ def test_day_is_published_and_every_row_accounted_for(run_day, tmp_dirs, regions
     by_region = curated.groupby(curated["region"].astype(str))["total"].sum().round(2).to_dict()
     assert by_region == pytest.approx({r: v.revenue for r, v in manifest.regions.items()})
 
-    quarantine = pd.read_parquet(warehouse / "quarantine" / "sales")
+    quarantine = read(warehouse, "quarantine")
     assert len(quarantine) == manifest.rows_quarantined
     assert set(QUARANTINE_COLUMNS) <= set(quarantine.columns)
     assert quarantine["source_line"].min() >= 2
 
-    mart = pd.read_parquet(warehouse / "marts" / "region_daily")
+    assert set(quarantine["source_file"]) <= {f.file for f in manifest.files_accepted}
+    assert quarantine["reason"].value_counts().to_dict() == manifest.quarantine_reasons
+
+    mart = read(warehouse, "marts")
     assert sorted(mart["region"]) == sorted(REGIONS)
     assert mart["transactions"].sum() == manifest.rows_published
     assert (
         mart[["small_tickets", "medium_tickets", "large_tickets"]].sum(axis=1).tolist() == mart["transactions"].tolist()
     )
+    validate(curated, quarantine, mart)
 
     for rejected, source in zip(
         sorted(manifest.files_rejected, key=lambda f: f.file), sorted(day.bad_files), strict=True
@@ -82,15 +119,21 @@ def test_day_is_published_and_every_row_accounted_for(run_day, tmp_dirs, regions
 def test_duckdb_and_polars_read_the_same_figures(run_day, tmp_dirs):
     landing, warehouse = tmp_dirs
     generate_day(landing, DAY, rows=3_000, stores=5, bad_fraction=0.01, seed=4)
+    first = run_day(DAY, landing, warehouse)
+    generate_day(landing, DAY, rows=2_000, stores=5, bad_fraction=0.01, seed=5)  # the day again, other figures
     manifest = run_day(DAY, landing, warehouse)
-    pattern = str(warehouse / "curated" / "sales" / "*" / "*" / "*.parquet")
-    duck = dict(
-        duckdb.sql(
-            f"select region, round(sum(total), 2) from read_parquet('{pattern}', hive_partitioning=true) group by region"
-        ).fetchall()
-    )
+    assert manifest.revenue != first.revenue
+    curated = table(warehouse, "curated")
+    with duckdb.connect() as con:
+        con.register("curated", curated.to_pyarrow_dataset())
+        duck = dict(
+            con.sql(
+                f"select region, round(sum(total), 2) from curated where sale_date = '{DAY}' group by region"
+            ).fetchall()
+        )
     polars = (
-        pl.scan_parquet(pattern, hive_partitioning=True)
+        pl.scan_delta(str(warehouse / "curated" / "sales"))
+        .filter(pl.col("sale_date") == DAY)
         .group_by("region")
         .agg(pl.col("total").sum())
         .collect()
@@ -99,6 +142,8 @@ def test_duckdb_and_polars_read_the_same_figures(run_day, tmp_dirs):
     expected = {region: figures.revenue for region, figures in manifest.regions.items()}
     assert duck == pytest.approx(expected)
     assert {row["region"]: round(row["total"], 2) for row in polars} == pytest.approx(expected)
+    marts = pl.read_delta(str(warehouse / "marts" / "region_daily")).filter(pl.col("sale_date") == DAY)
+    assert dict(zip(marts["region"], marts["revenue"], strict=True)) == pytest.approx(expected)
 
 
 def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs):
@@ -109,10 +154,18 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
 
     assert second.run_id != first.run_id
     assert task_states(second.run_id, "extract-file") == ["Cached"] * 4
-    published = [p for p in files_under(warehouse) if not p.startswith("_")]
-    data_files = [p for p in published if p.endswith(".parquet")]
-    assert data_files and all(Path(p).name.startswith(second.run_id) for p in data_files)
-    assert len(pd.read_parquet(warehouse / "curated" / "sales")) == first.rows_published == second.rows_published
+    assert all(second.tables[name] > first.tables[name] for name in TABLES)
+    for name in TABLES:
+        current, replaced = file_names(table(warehouse, name)), file_names(table(warehouse, name, first.tables[name]))
+        assert current and all(file.startswith(second.run_id) for file in current), name
+        assert replaced and all(file.startswith(first.run_id) for file in replaced), name
+        on_disk = {p.name for p in (warehouse / TABLES[name]).rglob("*.parquet")}
+        assert set(current) | set(replaced) <= on_disk  # the replaced files stay until vacuum
+    curated = read(warehouse, "curated")
+    assert len(curated) == first.rows_published == second.rows_published
+    old = read(warehouse, "curated", version=first.tables["curated"])
+    assert sorted(old["transaction_id"]) == sorted(curated["transaction_id"])  # same landing data, by time travel
+    assert len(read(warehouse, "quarantine", version=first.tables["quarantine"])) == first.rows_quarantined
 
     # Rewrite one store's file: only that file is extracted again.
     generate_day(landing / "other", DAY, rows=1_500, stores=1, seed=99)
@@ -121,7 +174,9 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
     third = run_day(DAY, landing, warehouse)
     assert task_states(third.run_id, "extract-file") == ["Cached", "Cached", "Cached", "Completed"]
     assert third.rows_in == 3_000 + 1_500
-    assert len(pd.read_parquet(warehouse / "curated" / "sales")) == third.rows_published
+    assert len(read(warehouse, "curated")) == third.rows_published
+    assert read(warehouse, "marts")["transactions"].sum() == third.rows_published
+    assert len(read(warehouse, "curated", version=second.tables["curated"])) == second.rows_published
 
 
 def test_extraction_results_are_plain_parquet_in_result_storage(run_day, tmp_dirs):
@@ -140,20 +195,31 @@ def test_failure_before_commit_leaves_the_published_day_intact(run_day, tmp_dirs
     landing, warehouse = tmp_dirs
     generate_day(landing, DAY, rows=2_000, stores=3, seed=2)
     first = run_day(DAY, landing, warehouse)
-    before = {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if not p.startswith("_")}
+    logs = {p for p in files_under(warehouse) if "/_delta_log/" in p}
+    manifests = {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if p.startswith("manifests/")}
+    before = {name: read(warehouse, name) for name in TABLES}
 
     generate_day(landing, DAY, rows=2_600, stores=3, seed=3)  # new data for the same day
 
     def storage_down(self, mart):
-        raise OSError("simulated storage outage while staging the mart")
+        raise OSError("simulated storage outage while writing the mart")
 
-    monkeypatch.setattr("retail_etl.io.publish.StagedDay.write_mart", storage_down)
+    monkeypatch.setattr("retail_etl.io.publish.DayPublication.write_mart", storage_down)
     monkeypatch.setenv("RETAIL_ETL_IO_RETRIES", "0")
     state = run_day(DAY, landing, warehouse, return_state=True)
-    assert state.is_failed()
+    assert state.is_failed() and "simulated storage outage" in state.message
 
-    after = {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if not p.startswith("_")}
-    assert after == before
+    assert {p for p in files_under(warehouse) if "/_delta_log/" in p} == logs  # no table was committed
+    assert versions(warehouse) == first.tables
+    for name in TABLES:
+        pd.testing.assert_frame_equal(read(warehouse, name), before[name])
+        assert all(file.startswith(first.run_id) for file in file_names(table(warehouse, name)))
+    # The failed run's data files were written (and are left for vacuum), but no reader sees them.
+    written = {
+        p.name for p in (warehouse / "curated" / "sales").rglob("*.parquet") if not p.name.startswith(first.run_id)
+    }
+    assert written and {name.rsplit("-", 1)[0] for name in written} == {str(state.state_details.flow_run_id)}
+    assert {p: (warehouse / p).read_bytes() for p in files_under(warehouse) if p.startswith("manifests/")} == manifests
     assert json.loads((warehouse / "manifests" / f"sale_date={DAY}.json").read_text())["run_id"] == first.run_id
     assert not list((warehouse / "_staging").glob("*"))
 
@@ -166,6 +232,7 @@ def test_strict_fails_the_day_on_an_unreadable_file(run_day, tmp_dirs):
     assert "StrictModeError" in state.message or "strict" in state.message.lower()
     assert not (warehouse / "manifests").exists()
     assert not (warehouse / "curated").exists()
+    assert not any(DeltaTable.is_deltatable(str(warehouse / path)) for path in TABLES.values())
 
 
 def test_a_day_without_landing_files_fails_and_keeps_the_published_day(run_day, tmp_dirs):
@@ -182,6 +249,8 @@ def test_empty_day_is_published_only_when_allowed(run_day, tmp_dirs):
     manifest = run_day(DAY, landing, warehouse, allow_empty=True)
     assert (manifest.rows_in, manifest.rows_published, manifest.rows_quarantined) == (0, 0, 0)
     assert manifest.regions == {} and manifest.files_accepted == []
+    assert manifest.tables == versions(warehouse)
+    assert all(read(warehouse, name).empty for name in TABLES)
 
 
 def test_artifacts_show_the_day(run_day, tmp_dirs):
@@ -214,11 +283,18 @@ def test_backfill_runs_every_day(dask_address, tmp_dirs, monkeypatch):
     )
     assert [m.sale_date for m in manifests] == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert [m.rows_in for m in manifests] == [800, 0, 800]
-    assert sorted(p.name for p in (warehouse / "manifests").iterdir()) == [
+    marts = table(warehouse, "marts").to_pandas()
+    assert marts.groupby("sale_date")["transactions"].sum().to_dict() == {
+        m.sale_date: m.rows_published for m in manifests if m.rows_published
+    }
+    assert sorted(p.name for p in (warehouse / "manifests").iterdir() if p.is_file()) == [
         "sale_date=2024-01-01.json",
         "sale_date=2024-01-02.json",
         "sale_date=2024-01-03.json",
     ]
+    assert sorted(
+        str(p.relative_to(warehouse / "manifests" / "_runs")) for p in (warehouse / "manifests").glob("_runs/*/*")
+    ) == [f"sale_date={m.sale_date}/{m.run_id}.json" for m in manifests]
     state = backfill(
         start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse), return_state=True
     )

@@ -8,14 +8,33 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import s3fs
+from deltalake import DeltaTable
 
+from retail_etl.contract.columns import TICKET_SIZES
+from retail_etl.contract.schemas import CURATED_ROWS, MART_ROWS, QUARANTINE_ROWS
+from retail_etl.io.delta import delta_options
 from retail_etl.synth.generate import generate_day
 
 DAY = "2024-01-15"
+TABLES = {"curated": "curated/sales", "quarantine": "quarantine/sales", "marts": "marts/region_daily"}
 
 
 def fs(endpoint: str) -> s3fs.S3FileSystem:
     return s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing", skip_instance_cache=True)
+
+
+def table(warehouse: str, name: str, endpoint: str, version: int | None = None) -> DeltaTable:
+    return DeltaTable(
+        f"{warehouse}/{TABLES[name]}", version=version, storage_options=delta_options({"endpoint_url": endpoint})
+    )
+
+
+def read(warehouse: str, name: str, endpoint: str, version: int | None = None) -> pd.DataFrame:
+    return table(warehouse, name, endpoint, version).to_pandas(filters=[("sale_date", "=", DAY)])
+
+
+def file_names(delta: DeltaTable) -> list[str]:
+    return sorted(uri.rsplit("/", 1)[-1] for uri in delta.file_uris())
 
 
 def test_s3_landing_to_s3_warehouse_with_results_and_rerun(run_day, s3_endpoint, s3_bucket):
@@ -39,9 +58,22 @@ def test_s3_landing_to_s3_warehouse_with_results_and_rerun(run_day, s3_endpoint,
     assert manifest["quarantine_reasons"] == {k: v for k, v in day.injected.items() if k != "unknown_region"}
     assert first.manifest_url == f"{warehouse}/manifests/sale_date={DAY}.json"
 
-    options = {"key": "testing", "secret": "testing", "endpoint_url": s3_endpoint, "skip_instance_cache": True}
-    curated = pd.read_parquet(f"{warehouse}/curated/sales", storage_options=options)
-    assert len(curated) == manifest["rows_published"]
+    assert manifest["tables"] == first.tables == {n: table(warehouse, n, s3_endpoint).version() for n in TABLES}
+    curated = read(warehouse, "curated", s3_endpoint)
+    quarantine = read(warehouse, "quarantine", s3_endpoint)
+    mart = read(warehouse, "marts", s3_endpoint)
+    assert len(curated) == manifest["rows_published"] and curated["transaction_id"].is_unique
+    assert len(quarantine) == manifest["rows_quarantined"]
+    assert quarantine["reason"].value_counts().to_dict() == manifest["quarantine_reasons"]
+    assert mart["transactions"].sum() == manifest["rows_published"]
+    assert dict(zip(mart["region"], mart["revenue"], strict=True)) == {
+        region: figures["revenue"] for region, figures in manifest["regions"].items()
+    }
+    CURATED_ROWS.validate(
+        curated[list(CURATED_ROWS.columns)].astype({"ticket_size": pd.CategoricalDtype(list(TICKET_SIZES))})
+    )
+    QUARANTINE_ROWS.validate(quarantine.drop(columns=["sale_date"]))
+    MART_ROWS.validate(mart.drop(columns=["sale_date"]))
 
     rejected = manifest["files_rejected"]
     assert len(rejected) == 2
@@ -59,7 +91,14 @@ def test_s3_landing_to_s3_warehouse_with_results_and_rerun(run_day, s3_endpoint,
 
     second = run_day(DAY, landing, warehouse)
     assert second.run_id != first.run_id
-    names = {path.rsplit("/", 1)[-1] for path in s3.find(f"{bucket}/warehouse/curated")}
-    assert names and all(name.startswith(second.run_id) for name in names)
-    assert len(pd.read_parquet(f"{warehouse}/curated/sales", storage_options=options)) == second.rows_published
+    for name in TABLES:
+        current = file_names(table(warehouse, name, s3_endpoint))
+        replaced = file_names(table(warehouse, name, s3_endpoint, first.tables[name]))
+        assert current and all(file.startswith(second.run_id) for file in current), name
+        assert replaced and all(file.startswith(first.run_id) for file in replaced), name
+    on_s3 = {path.rsplit("/", 1)[-1] for path in s3.find(f"{bucket}/warehouse/curated") if path.endswith(".parquet")}
+    assert {name.startswith(first.run_id) for name in on_s3} == {True, False}  # replaced files stay until vacuum
+    assert len(read(warehouse, "curated", s3_endpoint)) == second.rows_published
+    old = read(warehouse, "curated", s3_endpoint, version=first.tables["curated"])
+    assert sorted(old["transaction_id"]) == sorted(curated["transaction_id"])
     assert not s3.find(f"{bucket}/warehouse/_staging")
