@@ -29,7 +29,7 @@ def curated(**changes) -> pd.DataFrame:
         }
         | changes
     )
-    return enrich(rows)[list(CURATED_FILE_COLUMNS)]
+    return enrich(rows)[list(CURATED_FILE_COLUMNS)].astype({"ticket_size": "str"})
 
 
 def test_curated_rows_pass_and_bad_ones_fail():

@@ -256,3 +256,37 @@ def test_rollback_without_an_earlier_run_raises(tmp_path):
         rollback_day(str(tmp_path), None, DAY)
     assert stored_manifest(tmp_path)["run_id"] == "run1"
     assert read(tmp_path, "curated")["transaction_id"].tolist() == ["run1-t0"]
+
+
+@pytest.mark.parametrize("failing", ["quarantine", "marts", "manifest"])
+def test_a_failure_between_commits_puts_the_old_day_back_in_every_table(tmp_path, monkeypatch, failing):
+    publish(tmp_path, "run1", ["north", "south"], price=2.0, quarantined=3)
+    before = {table: read(tmp_path, table) for table in TABLES}
+    from retail_etl.io import publish as publish_module
+
+    real_commit, real_manifest = publish_module.commit_day, publish_module.write_manifest
+
+    def commit_or_fail(warehouse, options, table, *args, **kwargs):
+        if table.name == failing:
+            raise OSError(f"store refused the {failing} commit")
+        return real_commit(warehouse, options, table, *args, **kwargs)
+
+    def manifest_or_fail(root, manifest):
+        if failing == "manifest":
+            raise OSError("store refused the manifest")
+        return real_manifest(root, manifest)
+
+    monkeypatch.setattr(publish_module, "commit_day", commit_or_fail)
+    monkeypatch.setattr(publish_module, "write_manifest", manifest_or_fail)
+    with pytest.raises(OSError, match="store refused"):
+        publish(tmp_path, "run2", ["east"], price=7.0, quarantined=1)
+    monkeypatch.undo()
+
+    for table in TABLES:
+        pd.testing.assert_frame_equal(read(tmp_path, table), before[table], check_like=True)
+    assert stored_manifest(tmp_path)["run_id"] == "run1"
+    # run2 never finished, so it is not a rollback target; run1 has no earlier run either.
+    with pytest.raises(NothingPublishedError, match="no earlier publication"):
+        rollback_day(str(tmp_path), None, DAY)
+    publish(tmp_path, "run3", ["west"], price=5.0)
+    assert rollback_day(str(tmp_path), None, DAY).run_id == "run1"

@@ -48,7 +48,7 @@ CURATED_ROWS = pa.DataFrameSchema(
         "quantity": pa.Column("int64", pa.Check.gt(0)),
         "unit_price": pa.Column("float64", pa.Check.gt(0)),
         "total": pa.Column("float64", pa.Check.ge(0)),
-        "ticket_size": pa.Column(pa.Category, pa.Check.isin(list(TICKET_SIZES)), coerce=False),
+        "ticket_size": pa.Column(str, pa.Check.isin(list(TICKET_SIZES))),
     },
     name="curated_rows",
     strict=True,

@@ -26,6 +26,7 @@ version must advance by one, so a second commit started from the same snapshot f
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
@@ -329,9 +330,18 @@ def restore_day(
     versions = [version for version, run in day_history(warehouse, options, table, sale_date) if run == run_id]
     if not versions:
         raise ValueError(f"{table.name} has no publication of {sale_date} by run {run_id}")
+    return revert_day(warehouse, options, table, sale_date, versions[0])
+
+
+def revert_day(
+    warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, sale_date: str, version: int
+) -> int:
+    """Commit the day's files as they were in table `version` (none if the day had none then)."""
     delta = ensure_table(warehouse, options, table)
-    delta.load_as_version(versions[0])
+    delta.load_as_version(version)
     files = day_files(delta, sale_date)
+    published = [run for committed, run in day_history(warehouse, options, table, sale_date) if committed <= version]
+    run_id = published[0] if published else ""
     return commit_day(warehouse, options, table, sale_date, files, run_id, {"retail_etl.restored": "true"})
 
 
@@ -343,6 +353,6 @@ def vacuum(
     if delta is None:
         return []
     removed: list[str] = delta.vacuum(
-        retention_hours=int(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True
+        retention_hours=math.ceil(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True
     )
     return removed

@@ -29,7 +29,7 @@ from ..contract.layout import (
 from ..contract.manifest import Manifest
 from ..core.planning import bucket_order, id_hashes
 from ..errors import NothingPublishedError
-from .delta import TABLES, DataFile, commit_day, day_history, restore_day, write_data_file
+from .delta import TABLES, DataFile, commit_day, day_history, ensure_table, restore_day, revert_day, write_data_file
 from .storage import Location, location, normalize, read_json, read_parquet_dir, remove_tree, write_bytes, write_parquet
 
 #: Tables are committed in this order; the manifest is written after the last one.
@@ -160,14 +160,29 @@ class DayPublication:
         """Commit each table's day (curated, quarantine, marts), then write the manifest naming
         the versions; returns the manifest as written, with its URL. `on_commit(table, version)`
         is told of each commit as it happens (for the run's log)."""
+        before = {name: ensure_table(self.warehouse, self.options, TABLES[name]).version() for name in COMMIT_ORDER}
         versions: dict[str, int] = {}
-        for name in COMMIT_ORDER:
-            versions[name] = commit_day(
-                self.warehouse, self.options, TABLES[name], self.sale_date, files.get(name, ()), self.run_id
-            )
-            if on_commit:
-                on_commit(name, versions[name])
-        return write_manifest(self.root, manifest.model_copy(update={"tables": versions}))
+        try:
+            for name in COMMIT_ORDER:
+                versions[name] = commit_day(
+                    self.warehouse, self.options, TABLES[name], self.sale_date, files.get(name, ()), self.run_id
+                )
+                if on_commit:
+                    on_commit(name, versions[name])
+            return write_manifest(self.root, manifest.model_copy(update={"tables": versions}))
+        except Exception:
+            self._revert(versions, before)
+            raise
+
+    def _revert(self, committed: Mapping[str, int], before: Mapping[str, int]) -> None:
+        """Put the tables this run already committed back to the day as it was, so a failure part
+        way leaves the old day in every table (if the store refuses even that, the manifest still
+        names the old run and the next run publishes the day whole)."""
+        for name in reversed(list(committed)):
+            try:
+                revert_day(self.warehouse, self.options, TABLES[name], self.sale_date, before[name])
+            except Exception:
+                continue
 
     def cleanup(self) -> None:
         """Drop this run's scratch data (never anything published)."""
@@ -182,14 +197,19 @@ def rollback_day(warehouse: str, options: Mapping[str, Any] | None, sale_date: s
     if not root.fs.exists(current_path):
         raise NothingPublishedError(f"{sale_date} was never published in {root.url}")
     current = Manifest.model_validate(read_json(root.fs, current_path))
-    runs = [run for _, run in day_history(root.url, options, TABLES["curated"], sale_date)]
-    earlier = [run for run in runs if run != current.run_id]
+    published_in = [
+        {run for _, run in day_history(root.url, options, TABLES[name], sale_date)} for name in COMMIT_ORDER
+    ]
+    complete = set.intersection(*published_in)  # runs that committed the day in every table
+    earlier = [
+        run
+        for _, run in day_history(root.url, options, TABLES["curated"], sale_date)
+        if run != current.run_id and run in complete and root.fs.exists(run_manifest_path(root, sale_date, run))
+    ]
     if not earlier:
         raise NothingPublishedError(f"{sale_date} has no earlier publication than run {current.run_id} to roll back to")
     previous = earlier[0]
     saved = run_manifest_path(root, sale_date, previous)
-    if not root.fs.exists(saved):
-        raise NothingPublishedError(f"the manifest of run {previous} ({sale_date}) is gone (vacuumed?)")
     manifest = Manifest.model_validate(read_json(root.fs, saved))
     versions = {name: restore_day(root.url, options, TABLES[name], sale_date, previous) for name in COMMIT_ORDER}
     return write_manifest(root, manifest.model_copy(update={"tables": versions}))
