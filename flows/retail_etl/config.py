@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     day_wait_seconds: float = Field(
         3600.0, ge=0, description="How long a run waits while another run publishes the same day."
     )
+    day_lease_seconds: float = Field(
+        120.0, ge=30, description="A run that stops renewing its hold on a day this long is taken for dead."
+    )
     scratch_retention: timedelta = Field(
         timedelta(days=1), description="Scratch of runs older than this is removed by the next run."
     )

@@ -20,7 +20,7 @@ from ..contract.layout import (
     STAGING,
 )
 from .delta import TABLES, vacuum
-from .storage import location, read_json, remove_tree, write_bytes
+from .storage import list_folder, location, read_json, remove_tree, write_bytes
 
 
 def _modified(info: Mapping[str, Any]) -> datetime | None:
@@ -41,12 +41,9 @@ def _newest(fs: Any, folder: str) -> datetime | None:
 
 def _old_folders(fs: Any, parent: str, older_than: timedelta, keep: set[str]) -> list[str]:
     """Sub-folders of `parent` whose newest file is older than `older_than` (and not in `keep`)."""
-    fs.invalidate_cache(parent)
-    if not fs.exists(parent):
-        return []
     cutoff = datetime.now(UTC) - older_than
     old = []
-    for path in fs.ls(parent, detail=False):
+    for path in list_folder(fs, parent):
         if posixpath.basename(path.rstrip("/")) in keep or not fs.isdir(path):
             continue
         newest = _newest(fs, path)
@@ -90,11 +87,8 @@ def remove_replaced_rejected_files(
     """Remove rejected-file folders of runs that are no longer a day's published run."""
     root = location(warehouse, options)
     base = root.join(QUARANTINE_FILES)
-    root.fs.invalidate_cache(base)
-    if not root.fs.exists(base):
-        return []
     removed = []
-    for day_folder in root.fs.ls(base, detail=False):
+    for day_folder in list_folder(root.fs, base):
         day = posixpath.basename(day_folder.rstrip("/"))
         manifest = root.join(MANIFESTS, f"{day}.json")
         current = read_json(root.fs, manifest).get("run_id") if root.fs.exists(manifest) else None

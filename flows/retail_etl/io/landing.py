@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..contract.layout import day_partition
-from .storage import file_identity, location
+from .storage import file_identity, list_folder, location
 
 
 class LandingFile(BaseModel):
@@ -37,11 +37,8 @@ def list_day(landing: str, sale_date: str, options: Mapping[str, Any] | None = N
     """
     root = location(landing, options)
     folder = root.join("sales", day_partition(sale_date))
-    root.fs.invalidate_cache(folder)
-    if not root.fs.exists(folder):
-        return []
     files = []
-    for path in sorted(root.fs.ls(folder, detail=False)):
+    for path in list_folder(root.fs, folder):
         name = posixpath.basename(path)
         if name.startswith((".", "_")) or root.fs.isdir(path):
             continue

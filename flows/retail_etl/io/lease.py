@@ -76,7 +76,7 @@ def day_lease(
     sale_date: str,
     run_id: str,
     wait_seconds: float,
-    stale_after: timedelta = timedelta(minutes=10),
+    stale_after: timedelta = timedelta(minutes=2),
     poll_seconds: float = 2.0,
 ) -> Iterator[None]:
     """Hold the day's lease for the duration; LeaseBusy if another run holds it past `wait_seconds`."""

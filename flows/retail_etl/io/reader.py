@@ -18,7 +18,7 @@ import pandas as pd
 from ..contract.layout import MANIFESTS
 from ..contract.manifest import Manifest
 from .delta import TABLES, open_table
-from .storage import location, read_json
+from .storage import list_folder, location, read_json
 
 
 def load_marts(warehouse: str, start: date, end: date, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -36,11 +36,8 @@ def load_manifests(warehouse: str, start: date, end: date, options: Mapping[str,
     """Published manifests in the range, oldest first."""
     root = location(warehouse, options)
     folder = root.join(MANIFESTS)
-    root.fs.invalidate_cache(folder)
-    if not root.fs.exists(folder):
-        return []
     manifests = []
-    for path in sorted(root.fs.ls(folder, detail=False)):
+    for path in list_folder(root.fs, folder):
         name = path.rsplit("/", 1)[-1]
         day = name.removeprefix("sale_date=").removesuffix(".json")
         if name.endswith(".json") and start.isoformat() <= day <= end.isoformat():

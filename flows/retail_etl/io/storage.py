@@ -143,6 +143,15 @@ def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
 
+def list_folder(fs: Any, path: str) -> list[str]:
+    """What is directly under `path`, listed fresh from the store (no stale listing cache),
+    sorted; empty if `path` does not exist."""
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return []
+    return sorted(fs.ls(path, detail=False))
+
+
 def remove_tree(fs: Any, path: str) -> None:
     if fs.exists(path):
         fs.rm(path, recursive=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from ..errors import DayBusy
@@ -47,7 +48,12 @@ def _ensure_limit(name: str) -> None:
 
 @contextmanager
 def exclusive_day(
-    warehouse: str, options: Mapping[str, Any], sale_date: str, run_id: str, timeout_seconds: float
+    warehouse: str,
+    options: Mapping[str, Any],
+    sale_date: str,
+    run_id: str,
+    timeout_seconds: float,
+    lease_seconds: float = 120.0,
 ) -> Iterator[None]:
     """Hold the day's slot and lease for the duration; DayBusy if another run holds either past the timeout."""
     from prefect.concurrency.sync import concurrency
@@ -59,8 +65,8 @@ def exclusive_day(
         "(RETAIL_ETL_DAY_WAIT_SECONDS). Nothing was changed: run it again when that run has finished."
     )
     try:
-        with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
-            with day_lease(warehouse, options, sale_date, run_id, timeout_seconds):
+        with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, lease_duration=lease_seconds, strict=True):
+            with day_lease(warehouse, options, sale_date, run_id, timeout_seconds, timedelta(seconds=lease_seconds)):
                 yield
     except TimeoutError:
         raise DayBusy(busy) from None

@@ -129,7 +129,7 @@ def daily_sales_etl(
     retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
     io = retries | {"result_storage": storage}
     day = DayPublication(warehouse, options, sale_date, run_id)
-    with exclusive_day(warehouse, options, sale_date, run_id, settings.day_wait_seconds):
+    with exclusive_day(warehouse, options, sale_date, run_id, settings.day_wait_seconds, settings.day_lease_seconds):
         try:
             removed = remove_stale_scratch(warehouse, options, settings.scratch_retention, keep=run_id)
             if removed:
