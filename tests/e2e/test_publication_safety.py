@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,12 @@ class Cli:
                     return False
                 self._changed.wait(min(remaining, 0.2))
             return True
+
+    def kill_at(self, pattern: str, timeout: float = RUN_TIMEOUT) -> bool:
+        """Kill the run as soon as a line matches `pattern`; whether it got there."""
+        reached = self.wait_for(pattern, timeout)
+        self.kill()
+        return reached
 
     def kill(self) -> None:
         """SIGKILL the whole process group (the CLI, its Dask cluster, every child)."""
@@ -275,17 +283,59 @@ def run_args(backend: Backend, content: str, day: str = DAY) -> list[str]:
     return ["run", "--date", day, "--landing", backend.landing[content], "--warehouse", backend.warehouse]
 
 
-@pytest.fixture
-def publish(run_day, monkeypatch):
-    """Publish a day in-process (the day everything else must not lose); returns its manifest."""
-    monkeypatch.setenv("RETAIL_ETL_DAY_WAIT_SECONDS", "60")  # never an hour, whatever a test left behind
+@pytest.fixture(autouse=True)
+def bounded_wait(monkeypatch):
+    """In-process runs never wait an hour for a day's slot, whatever a test left behind."""
+    monkeypatch.setenv("RETAIL_ETL_DAY_WAIT_SECONDS", "60")
 
-    def publish_(backend: Backend, content: str, day: str = DAY) -> dict[str, Any]:
-        manifest = run_day(day, backend.landing[content], backend.warehouse).model_dump(mode="json")
-        assert manifest["rows_in"] == CONTENT[content]["rows"]
+
+@pytest.fixture(scope="module")
+def _published_once() -> dict[str, tuple[str, dict[str, Any]]]:
+    return {}
+
+
+def copy_warehouse(source: str, target: str, options: dict[str, Any]) -> None:
+    """Copy a warehouse's tables and manifests (not its Prefect results or scratch)."""
+    skipped = ("_prefect", "_staging")
+    if not source.startswith("s3://"):
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(*skipped))
+        return
+    client = boto3.client("s3", endpoint_url=options["endpoint_url"])
+    bucket, prefix = source[5:].split("/", 1)
+    target_bucket, target_prefix = target[5:].split("/", 1)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for entry in page.get("Contents", []):
+            relative = entry["Key"][len(prefix) + 1 :]
+            if not relative.startswith(skipped):
+                client.copy_object(
+                    Bucket=target_bucket,
+                    Key=f"{target_prefix}/{relative}",
+                    CopySource={"Bucket": bucket, "Key": entry["Key"]},
+                )
+
+
+@pytest.fixture
+def day_a(run_day, _published_once, tmp_path_factory):
+    """Put day A (landing content x) in the backend's warehouse; returns A's manifest.
+
+    A is published once per backend by a real run (in-process, on the session's cluster) into
+    a template warehouse, and each test gets a byte-for-byte copy of its tables and manifests.
+    """
+
+    def put(backend: Backend) -> dict[str, Any]:
+        if backend.name not in _published_once:
+            if backend.endpoint:
+                template = f"{backend.landing['x'].rsplit('/', 1)[0]}/template-warehouse"
+            else:
+                template = str(tmp_path_factory.mktemp("template") / "warehouse")
+            manifest = run_day(DAY, backend.landing["x"], template).model_dump(mode="json")
+            assert manifest["rows_in"] == CONTENT["x"]["rows"]
+            _published_once[backend.name] = (template, manifest)
+        template, manifest = _published_once[backend.name]
+        copy_warehouse(template, backend.warehouse, backend.options)
         return manifest
 
-    return publish_
+    return put
 
 
 # -- what is published --------------------------------------------------------------------------
@@ -419,35 +469,60 @@ PHASES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
 }
 
 
+def each(backends: tuple[Backend, ...], check: Callable[[Backend], None]) -> list[str]:
+    """Run `check` for every backend; the failures, each named by its backend."""
+    failures = []
+    for backend in backends:
+        try:
+            check(backend)
+        except AssertionError as error:
+            failures.append(f"[{backend.name}] {error}")
+    return failures
+
+
 @pytest.mark.parametrize("phase", list(PHASES))
-def test_a_run_killed_at_any_phase_leaves_every_table_whole(backend, phase, publish, run_day, cli_env, clis):
-    a = publish(backend, "x")
+def test_a_run_killed_at_any_phase_leaves_every_table_whole(phase, local, s3, day_a, run_day, cli_env, clis):
+    """Local and S3 side by side: A published, B (other landing content) killed at `phase`, C run."""
     pattern, committed, freeze_at = PHASES[phase]
-    # Before the commits the run has its own cluster (its worker logs those lines and dies with it).
-    b = Cli(run_args(backend, "y"), cli_env(own_cluster=freeze_at is None), freeze_after=freeze_at)
-    clis.append(b)
-    reached = b.wait_for(pattern)
-    b.kill()
-    assert reached, f"run B never got to {phase!r}:\n{b.tail()}"
-    b_run = b.run_id()
+    backends = (local, s3)
+    a = {backend.name: day_a(backend) for backend in backends}
+    # Before the commits a run has its own cluster (its worker logs those lines and dies with it).
+    b = {
+        backend.name: Cli(run_args(backend, "y"), cli_env(own_cluster=freeze_at is None), freeze_after=freeze_at)
+        for backend in backends
+    }
+    clis.extend(b.values())
+    with ThreadPoolExecutor(len(backends)) as pool:
+        reached = dict(zip(b, pool.map(lambda cli: cli.kill_at(pattern), b.values()), strict=True))
+    after_crash: dict[str, dict[str, TableDay]] = {}
 
-    after_crash = published_day(backend)
-    manifest = read_manifest(backend)
-    assert manifest is not None and manifest["run_id"] == a["run_id"], "the manifest is no longer run A's"
-    assert manifest["tables"] == a["tables"], "run A's manifest was changed"
+    def crashed(backend: Backend) -> None:
+        run = b[backend.name]
+        with about(run):
+            assert reached[backend.name], f"run B never got to {phase!r}"
+            after_crash[backend.name] = published_day(backend)
+            manifest = read_manifest(backend)
+            assert manifest is not None and manifest["run_id"] == a[backend.name]["run_id"], "A's manifest is gone"
+            assert manifest["tables"] == a[backend.name]["tables"], "run A's manifest was changed"
 
-    # The next run of the day publishes it whole (the killed run's day slot is freed first: bug, see below).
-    release_day_slot(backend)
-    c = run_day(DAY, backend.landing["y"], backend.warehouse).model_dump(mode="json")
-    assert c["rows_in"] == CONTENT["y"]["rows"] == c["rows_published"] + c["rows_quarantined"]
-    assert_published(backend, c)
+    def next_run(backend: Backend) -> None:
+        # The next run of the day publishes it whole (the killed run's slot is freed first: it
+        # would block the day, see test_a_killed_run_does_not_block_its_day).
+        release_day_slot(backend)
+        c = run_day(DAY, backend.landing["y"], backend.warehouse).model_dump(mode="json")
+        assert c["rows_in"] == CONTENT["y"]["rows"] == c["rows_published"] + c["rows_quarantined"]
+        assert_published(backend, c)
+        # After the crash each table was entirely A's or entirely B's (B's figures are C's: same landing).
+        b_run = b[backend.name].run_id()
+        for name in TABLE_NAMES:
+            if name in committed:
+                assert_table_is(after_crash[backend.name][name], name, b_run, c)
+            else:
+                assert_table_is(after_crash[backend.name][name], name, a[backend.name]["run_id"], a[backend.name])
 
-    # After the crash each table was entirely A's or entirely B's (B's figures are C's: same landing).
-    for name in TABLE_NAMES:
-        if name in committed:
-            assert_table_is(after_crash[name], name, b_run, c)
-        else:
-            assert_table_is(after_crash[name], name, a["run_id"], a)
+    failures = each(backends, crashed)
+    failures += each(tuple(backend for backend in backends if backend.name in after_crash), next_run)
+    assert not failures, "\n\n".join(failures)
 
 
 def test_a_killed_run_does_not_block_its_day(local, run_day, cli_env, clis, monkeypatch):
@@ -562,8 +637,8 @@ def read_rounds(backend: Backend) -> dict[str, tuple[int, float]]:
     }
 
 
-def test_readers_see_the_old_day_or_the_new_day_whole(s3, publish, cli_env, clis):
-    old = publish(s3, "x")
+def test_readers_see_the_old_day_or_the_new_day_whole(s3, day_a, cli_env, clis):
+    old = day_a(s3)
     b = Cli(run_args(s3, "y"), cli_env())
     clis.append(b)
     seen: list[dict[str, tuple[int, float]]] = []
@@ -610,18 +685,35 @@ def assert_published_or_old_day_intact(backend: Backend, cli: Cli, old: dict[str
         return False
 
 
-@pytest.mark.parametrize("share", [0.1, 0.3])
-def test_random_s3_faults_never_lose_the_published_day(s3, share, publish, cli_env, clis):
-    old = publish(s3, "x")
-    with FaultProxy(s3.endpoint, fail_share=share, seed=int(share * 100)) as proxy:
-        b = Cli(run_args(s3, "y"), cli_env(endpoint=proxy.url, RETAIL_ETL_IO_RETRIES="3"))
-        clis.append(b)
-        assert_published_or_old_day_intact(s3, b, old)
-    assert sum(proxy.faults.values()) > 0, proxy.summary()
+def test_random_s3_faults_never_lose_the_published_day(s3, day_a, cli_env, clis):
+    """10 % and 30 % of S3 requests failed (500, 503, dropped connection), two warehouses at once."""
+    shares = (0.1, 0.3)
+    backends = tuple(replace(s3, warehouse=f"{s3.warehouse}-{round(share * 100)}") for share in shares)
+    old = {backend.warehouse: day_a(backend) for backend in backends}
+    proxies = [FaultProxy(s3.endpoint, fail_share=share, seed=number) for number, share in enumerate(shares)]
+    try:
+        runs = {}
+        for backend, proxy in zip(backends, proxies, strict=True):
+            proxy.start()
+            env = cli_env(endpoint=proxy.url, RETAIL_ETL_IO_RETRIES="3")
+            runs[backend.warehouse] = Cli(run_args(backend, "y"), env)
+        clis.extend(runs.values())
+        for run in runs.values():
+            run.finish()
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+    failures = each(
+        backends,
+        lambda backend: assert_published_or_old_day_intact(backend, runs[backend.warehouse], old[backend.warehouse]),
+    )
+    assert not failures, "\n\n".join(failures)
+    for proxy in proxies:
+        assert sum(proxy.faults.values()) > 0, proxy.summary()
 
 
-def test_every_delta_commit_failing(s3, publish, cli_env, clis):
-    old = publish(s3, "x")
+def test_every_delta_commit_failing(s3, day_a, cli_env, clis):
+    old = day_a(s3)
     with FaultProxy(s3.endpoint) as proxy:
         commits = proxy.fail_always(delta_log_conditional_put, "503")
         b = Cli(run_args(s3, "y"), cli_env(endpoint=proxy.url, RETAIL_ETL_IO_RETRIES="0"))
@@ -633,8 +725,8 @@ def test_every_delta_commit_failing(s3, publish, cli_env, clis):
         b.assert_clear_failure()
 
 
-def test_every_delete_failing(s3, publish, cli_env, clis):
-    old = publish(s3, "x")
+def test_every_delete_failing(s3, day_a, cli_env, clis):
+    old = day_a(s3)
     with FaultProxy(s3.endpoint) as proxy:
         deletes = proxy.fail_always(delete_objects, "503")
         # botocore's own retries of a failing delete take a minute; s3fs still retries it 5 times
@@ -679,9 +771,9 @@ def test_glob_characters_in_landing_names(s3, s3_endpoint, cli_env, clis):
     assert_published(s3, manifest)
 
 
-def test_manifest_json_is_what_the_tables_hold(local, publish):
+def test_manifest_json_is_what_the_tables_hold(local, day_a):
     """The checks above compare tables with manifests: they must be able to tell them apart."""
-    manifest = publish(local, "x")
+    manifest = day_a(local)
     assert_published(local, manifest)
     altered = json.loads(json.dumps(manifest))
     altered["revenue"] += 0.01
