@@ -575,6 +575,28 @@ def test_two_runs_of_a_day_at_once_publish_one_whole_day(backend, cli_env, clis)
         assert set(runs) <= set(commits) and commits[0] == manifest["run_id"]
 
 
+def test_two_runs_through_two_names_of_one_warehouse_do_not_mix_a_day(local, tmp_path, cli_env, clis):
+    """The day's slot is keyed by the warehouse's name, so a second name of the same warehouse (a
+    symlink, another mount; likewise a run against another Prefect API) takes another slot. Then
+    the Delta commits are the last guard: the two runs must not leave one day mixed."""
+    Path(local.warehouse).mkdir()
+    alias = tmp_path / "same-warehouse"
+    alias.symlink_to(local.warehouse)
+    first = Cli(run_args(local, "x"), cli_env(), freeze_after=f"committed curated {DAY}:")
+    clis.append(first)
+    assert first.wait_for(PHASES["committed curated"][0]), first.tail()  # now stopped after one commit
+    second = Cli(run_args(replace(local, warehouse=str(alias)), "y"), cli_env())
+    clis.append(second)
+    second_published = assert_finished_or_refused(second)
+    os.killpg(first.process.pid, signal.SIGCONT)
+    first_published = assert_finished_or_refused(first)
+    assert first_published or second_published
+    manifest = read_manifest(local)
+    assert manifest is not None
+    with about(first):
+        assert_published(local, manifest)
+
+
 def test_a_backfill_overlapping_a_run(local, cli_env, clis):
     backfill = Cli(
         [
