@@ -39,9 +39,9 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from retail_etl.contract.layout import LOCKS
 from retail_etl.io.delta import TABLES, delta_options, table_uri
 from retail_etl.io.storage import location, normalize, read_json
-from retail_etl.orchestration.exclusive import day_limit_name
 from retail_etl.synth.generate import generate_day
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: our helper module
@@ -267,6 +267,7 @@ def cli_env(prefect_api, dask_address, s3_endpoint, tmp_path_factory):
         RETAIL_ETL_IO_RETRIES="2",
         RETAIL_ETL_RETRY_DELAY_SECONDS="0.2",
         RETAIL_ETL_DAY_WAIT_SECONDS="150",
+        RETAIL_ETL_DAY_LEASE_SECONDS="30",
         COLUMNS="250",
     )
 
@@ -285,8 +286,9 @@ def run_args(backend: Backend, content: str, day: str = DAY) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def bounded_wait(monkeypatch):
-    """In-process runs never wait an hour for a day's slot, whatever a test left behind."""
+    """In-process runs never wait an hour for a day's lease, and take a dead run's over in 30 s."""
     monkeypatch.setenv("RETAIL_ETL_DAY_WAIT_SECONDS", "60")
+    monkeypatch.setenv("RETAIL_ETL_DAY_LEASE_SECONDS", "30")
 
 
 @pytest.fixture(scope="module")
@@ -437,20 +439,16 @@ def assert_published(backend: Backend, manifest: dict[str, Any], day: str = DAY)
         assert commits[version].get("retail_etl.run_id") == manifest["run_id"], f"{name} version {version}"
 
 
-def release_day_slot(backend: Backend, day: str = DAY) -> int:
-    """Free the day's concurrency slot a killed run left occupied (see test_a_killed_run_does_not_
-    block_its_day, which fails on it); returns the slots that were active."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    name = day_limit_name(normalize(backend.warehouse), day)
-    with get_client(sync_client=True) as client:
-        try:
-            active = client.read_global_concurrency_limit_by_name(name).active_slots
-        except ObjectNotFound:
-            return 0
-        client.delete_global_concurrency_limit_by_name(name)
-    return active
+def release_day_slot(backend: Backend, day: str = DAY) -> bool:
+    """Remove the day's lease a killed run left behind, standing in for the 30 s after which the
+    next run takes it over by itself (test_a_killed_run_does_not_block_its_day checks that);
+    returns whether there was one."""
+    root = location(backend.warehouse, backend.options)
+    path = root.join(LOCKS, f"sale_date={day}.json")
+    if not root.fs.exists(path):
+        return False
+    root.fs.rm_file(path)
+    return True
 
 
 # -- 1. crashes ---------------------------------------------------------------------------------
@@ -532,16 +530,14 @@ def test_a_killed_run_does_not_block_its_day(local, run_day, cli_env, clis, monk
     reached = b.wait_for(r"list-landing-files-\w+' - Finished")  # listed inside the day's slot
     b.kill()
     assert reached, b.tail()
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(day_limit_name(normalize(local.warehouse), DAY))
-    monkeypatch.setenv("RETAIL_ETL_DAY_WAIT_SECONDS", "10")
+    lease = Path(local.warehouse) / LOCKS / f"sale_date={DAY}.json"
+    assert lease.exists(), "the killed run held no lease on its day"
+    monkeypatch.setenv("RETAIL_ETL_DAY_WAIT_SECONDS", "90")  # longer than the 30 s lease
+    started = time.monotonic()
     state = run_day(DAY, local.landing["x"], local.warehouse, return_state=True)
-    assert state.is_completed(), (
-        f"a run after the killed one could not publish {DAY} ({limit.active_slots} of the day's {limit.limit} "
-        f"slot still taken by the dead run): {state.message}"
-    )
+    assert state.is_completed(), f"a run after the killed one could not publish {DAY}: {state.message}"
+    assert time.monotonic() - started < 90
+    assert not lease.exists(), "the lease outlived the run that took it over"
 
 
 # -- 2. concurrency -----------------------------------------------------------------------------

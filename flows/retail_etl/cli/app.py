@@ -7,12 +7,14 @@ the command with one line on stderr and its family's exit code (see `errors`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..core.dates import parse_date
 from ..errors import RetailEtlError
@@ -38,10 +40,20 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RetailEtlError as error:
-            errors.print(f"[bold red]error:[/] {error}", soft_wrap=True, highlight=False)
+            errors.print(f"[bold red]error:[/] {one_line(str(error))}", soft_wrap=True, highlight=False, markup=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def one_line(message: str, limit: int = 2000) -> str:
+    """A message as one bounded line of plain text (no terminal colour codes, no rich markup).
+
+    >>> one_line("Generic S3 error\\n  \\x1b[31m-> PUT failed\\x1b[0m [503]")
+    'Generic S3 error -> PUT failed [503]'
+    """
+    plain = " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", message).split())
+    return escape(plain[:limit] + ("..." if len(plain) > limit else ""))
 
 
 def command(name: str | None = None) -> Callable[[F], F]:

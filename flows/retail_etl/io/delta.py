@@ -234,18 +234,26 @@ def commit_day(
     files: Sequence[DataFile],
     run_id: str,
     metadata: Mapping[str, str] | None = None,
+    expected: int | None = None,
 ) -> int:
     """One transaction: the day's current files leave the table and exactly `files` join it.
 
-    Returns the committed version. A concurrent publication of the same day makes this fail
-    with `PublishConflict` (nothing is committed then).
+    Returns the committed version. `expected` is the day's publication count (`day_stamp`) the
+    caller saw; if another run published the day since, or publishes it concurrently, this fails
+    with `PublishConflict` and commits nothing.
     """
     foreign = [f.path for f in files if f.partition_values.get("sale_date") != sale_date]
     if foreign:
         raise ValueError(f"files outside sale_date={sale_date}: {foreign[:3]}")
     delta = ensure_table(warehouse, options, table)
     app_id = _app_id(sale_date)
-    version = (delta.transaction_version(app_id) or 0) + 1
+    current = delta.transaction_version(app_id) or 0
+    if expected is not None and current != expected:
+        raise PublishConflict(
+            f"{table.name} {sale_date}: another run published this day meanwhile (publication {current}, "
+            f"expected {expected}); nothing was committed"
+        )
+    version = current + 1
     properties = CommitProperties(
         custom_metadata={"retail_etl.run_id": run_id, "retail_etl.sale_date": sale_date, **(metadata or {})},
         app_transactions=[Transaction(app_id=app_id, version=version)],
@@ -266,6 +274,12 @@ def commit_day(
     delta.update_incremental()
     committed: int = delta.version()
     return committed
+
+
+def day_stamp(warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, sale_date: str) -> int:
+    """How many times the day has been committed to the table (0 if never): the fence of a publication."""
+    delta = open_table(warehouse, options, table)
+    return (delta.transaction_version(_app_id(sale_date)) or 0) if delta is not None else 0
 
 
 def read_day(
@@ -334,7 +348,12 @@ def restore_day(
 
 
 def revert_day(
-    warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, sale_date: str, version: int
+    warehouse: str,
+    options: Mapping[str, Any] | None,
+    table: TableSpec,
+    sale_date: str,
+    version: int,
+    expected: int | None = None,
 ) -> int:
     """Commit the day's files as they were in table `version` (none if the day had none then)."""
     delta = ensure_table(warehouse, options, table)
@@ -342,7 +361,7 @@ def revert_day(
     files = day_files(delta, sale_date)
     published = [run for committed, run in day_history(warehouse, options, table, sale_date) if committed <= version]
     run_id = published[0] if published else ""
-    return commit_day(warehouse, options, table, sale_date, files, run_id, {"retail_etl.restored": "true"})
+    return commit_day(warehouse, options, table, sale_date, files, run_id, {"retail_etl.restored": "true"}, expected)
 
 
 def vacuum(

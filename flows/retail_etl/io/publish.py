@@ -28,8 +28,18 @@ from ..contract.layout import (
 )
 from ..contract.manifest import Manifest
 from ..core.planning import bucket_order, id_hashes
-from ..errors import NothingPublishedError
-from .delta import TABLES, DataFile, commit_day, day_history, ensure_table, restore_day, revert_day, write_data_file
+from ..errors import NothingPublishedError, PublishConflict
+from .delta import (
+    TABLES,
+    DataFile,
+    commit_day,
+    day_history,
+    day_stamp,
+    ensure_table,
+    restore_day,
+    revert_day,
+    write_data_file,
+)
 from .storage import Location, location, normalize, read_json, read_parquet_dir, remove_tree, write_bytes, write_parquet
 
 #: Tables are committed in this order; the manifest is written after the last one.
@@ -161,26 +171,40 @@ class DayPublication:
         the versions; returns the manifest as written, with its URL. `on_commit(table, version)`
         is told of each commit as it happens (for the run's log)."""
         before = {name: ensure_table(self.warehouse, self.options, TABLES[name]).version() for name in COMMIT_ORDER}
+        # The fence: if any table's day is published by another run from here on, stop.
+        stamps = {name: day_stamp(self.warehouse, self.options, TABLES[name], self.sale_date) for name in COMMIT_ORDER}
         versions: dict[str, int] = {}
         try:
             for name in COMMIT_ORDER:
+                for other in COMMIT_ORDER[COMMIT_ORDER.index(name) + 1 :]:
+                    if day_stamp(self.warehouse, self.options, TABLES[other], self.sale_date) != stamps[other]:
+                        raise PublishConflict(f"{other} {self.sale_date}: another run published this day meanwhile")
                 versions[name] = commit_day(
-                    self.warehouse, self.options, TABLES[name], self.sale_date, files.get(name, ()), self.run_id
+                    self.warehouse,
+                    self.options,
+                    TABLES[name],
+                    self.sale_date,
+                    files.get(name, ()),
+                    self.run_id,
+                    expected=stamps[name],
                 )
                 if on_commit:
                     on_commit(name, versions[name])
             return write_manifest(self.root, manifest.model_copy(update={"tables": versions}))
         except Exception:
-            self._revert(versions, before)
+            self._revert(versions, before, stamps)
             raise
 
-    def _revert(self, committed: Mapping[str, int], before: Mapping[str, int]) -> None:
+    def _revert(self, committed: Mapping[str, int], before: Mapping[str, int], stamps: Mapping[str, int]) -> None:
         """Put the tables this run already committed back to the day as it was, so a failure part
-        way leaves the old day in every table (if the store refuses even that, the manifest still
-        names the old run and the next run publishes the day whole)."""
+        way leaves the old day in every table. A table another run has published since is left
+        alone (its day is newer and whole). If the store refuses even that, the manifest still
+        names the old run and the next run publishes the day whole."""
         for name in reversed(list(committed)):
             try:
-                revert_day(self.warehouse, self.options, TABLES[name], self.sale_date, before[name])
+                revert_day(
+                    self.warehouse, self.options, TABLES[name], self.sale_date, before[name], expected=stamps[name] + 1
+                )
             except Exception:
                 continue
 
