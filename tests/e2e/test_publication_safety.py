@@ -1,7 +1,7 @@
 """Attacks on the Delta publication: a published day is never lost, half-replaced or duplicated.
 
 Every attack runs the real command line (`python -m retail_etl run|backfill`) as a subprocess
-against the session's real Prefect API (so concurrent runs share the day's concurrency limit),
+against the session's real Prefect API (concurrent runs meet at the day's lease in the warehouse),
 a real Dask cluster and either a local folder or the moto S3 server; the published tables are
 then read back with deltalake, Polars and DuckDB. The previously published day of an attack
 ("A") is published in-process on the session's cluster (the same flow, just faster).

@@ -7,7 +7,7 @@ transaction that removes the day's current files from the table and adds exactly
 (delta-rs commits with a conditional put on S3 and MinIO, so no lock service is needed).
 Nothing is deleted by a run: replaced files stay readable by time travel until `vacuum`.
 
-Two runs of the same day are serialised upstream (a Prefect concurrency limit); as a last
+Two runs of the same day are serialised upstream (a lease in the warehouse); as a last
 guard every commit of a day also records an application transaction ``publish/<day>`` whose
 version must advance by one, so a second commit started from the same snapshot fails with
 `PublishConflict` instead of merging two runs.
