@@ -109,6 +109,13 @@ def day_lease(
             root.fs.rm_file(path)
 
 
+def holds_lease(warehouse: str, options: Mapping[str, Any] | None, sale_date: str, run_id: str) -> bool:
+    """Whether `run_id` still holds the day's lease (a run that lost it must not publish)."""
+    root = location(warehouse, options)
+    holder = _read(root, root.join(LOCKS, f"{day_partition(sale_date)}.json"))
+    return holder is not None and holder.get("run_id") == run_id
+
+
 def _record(run_id: str) -> bytes:
     now = _now().isoformat()
     return json.dumps({"run_id": run_id, "acquired_at": now, "refreshed_at": now}).encode()

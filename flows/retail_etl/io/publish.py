@@ -40,6 +40,7 @@ from .delta import (
     revert_day,
     write_data_file,
 )
+from .lease import holds_lease
 from .storage import Location, location, normalize, read_json, read_parquet_dir, remove_tree, write_bytes, write_parquet
 
 #: Tables are committed in this order; the manifest is written after the last one.
@@ -63,13 +64,16 @@ def run_manifest_path(root: Location, sale_date: str, run_id: str) -> str:
 class DayPublication:
     """The outputs of one run for one sale date, invisible to readers until `commit`."""
 
-    def __init__(self, warehouse: str, options: Mapping[str, Any] | None, sale_date: str, run_id: str) -> None:
+    def __init__(
+        self, warehouse: str, options: Mapping[str, Any] | None, sale_date: str, run_id: str, leased: bool = False
+    ) -> None:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise ValueError(f"run_id must be a plain path segment, got {run_id!r}")
         self.warehouse = normalize(warehouse)
         self.options = dict(options or {})
         self.sale_date = sale_date
         self.run_id = run_id
+        self.leased = leased  # the run holds the day's lease (io.lease) and must still hold it to commit
         self.root = location(self.warehouse, self.options)
         self.scratch = self.root.join(STAGING, run_id)
 
@@ -176,6 +180,8 @@ class DayPublication:
         versions: dict[str, int] = {}
         try:
             for name in COMMIT_ORDER:
+                if self.leased and not holds_lease(self.warehouse, self.options, self.sale_date, self.run_id):
+                    raise PublishConflict(f"{self.sale_date}: this run lost the day's lease to another run")
                 for other in COMMIT_ORDER[COMMIT_ORDER.index(name) + 1 :]:
                     if day_stamp(self.warehouse, self.options, TABLES[other], self.sale_date) != stamps[other]:
                         raise PublishConflict(f"{other} {self.sale_date}: another run published this day meanwhile")

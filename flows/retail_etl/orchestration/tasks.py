@@ -29,7 +29,7 @@ from ..core.aggregate import RegionSummary, region_summary
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
 from ..core.parse import RAW_COLUMNS, read_landing_bytes, reject
-from ..errors import RejectedFile
+from ..errors import RejectedFile, RetailEtlError
 from ..io.delta import DataFile
 from ..io.landing import LandingFile, list_day, read_landing
 from ..io.publish import DayPublication
@@ -42,12 +42,20 @@ WITHIN_RUN = INPUTS + TASK_SOURCE + RUN_ID
 
 
 def io_options(retries: int, delay_seconds: float, jitter_factor: float) -> dict[str, Any]:
-    """Retries with exponential backoff and jitter."""
+    """Retries with exponential backoff and jitter, for transient failures only."""
     return {
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(backoff_factor=delay_seconds),
         "retry_jitter_factor": jitter_factor,
+        "retry_condition_fn": is_transient,
     }
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry storage and network failures; an error retail-etl raised on purpose (a conflict with
+    another run, a refused day) would only repeat itself."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, RetailEtlError)
 
 
 @task(name="list-landing-files", persist_result=True, cache_policy=NO_CACHE)
@@ -217,7 +225,7 @@ def publish_day(
     run_id: str,
 ) -> Manifest:
     """Write the mart, commit the day in every table, then write the manifest naming the versions."""
-    day = DayPublication(warehouse, options, sale_date, run_id)
+    day = DayPublication(warehouse, options, sale_date, run_id, leased=True)
     logger = get_run_logger()
     committed = day.commit(
         {**files, "marts": day.write_mart(mart)},
