@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -59,6 +59,23 @@ def write_manifest(root: Location, manifest: Manifest) -> Manifest:
 
 def run_manifest_path(root: Location, sale_date: str, run_id: str) -> str:
     return root.join(MANIFESTS, RUN_MANIFESTS, day_partition(sale_date), f"{run_id}.json")
+
+
+class DayPublisher(Protocol):
+    """What the pipeline needs of a publisher: somewhere to put a run's outputs where readers do
+    not see them, then one commit of the day. `DayPublication` (Delta Lake) is the one in use."""
+
+    def write_curated(self, enriched: pd.DataFrame, part: str) -> list[DataFile]: ...
+    def write_quarantine(self, quarantine: pd.DataFrame, part: str) -> list[DataFile]: ...
+    def write_mart(self, mart: pd.DataFrame) -> list[DataFile]: ...
+    def write_rejected_file(self, name: str, data: bytes) -> str: ...
+    def commit(
+        self,
+        files: Mapping[str, Sequence[DataFile]],
+        manifest: Manifest,
+        on_commit: Callable[[str, int], None] | None = None,
+    ) -> Manifest: ...
+    def cleanup(self) -> None: ...
 
 
 class DayPublication:

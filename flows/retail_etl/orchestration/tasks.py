@@ -32,7 +32,7 @@ from ..core.parse import RAW_COLUMNS, read_landing_bytes, reject
 from ..errors import RejectedFile, RetailEtlError
 from ..io.delta import DataFile
 from ..io.landing import LandingFile, list_day, read_landing
-from ..io.publish import DayPublication
+from ..io.publish import DayPublication, DayPublisher
 from ..io.storage import read_parquet_files
 from .results import ParquetSerializer, cache_key_storage, landing_cache_key
 
@@ -225,7 +225,7 @@ def publish_day(
     run_id: str,
 ) -> Manifest:
     """Write the mart, commit the day in every table, then write the manifest naming the versions."""
-    day = DayPublication(warehouse, options, sale_date, run_id, leased=True)
+    day: DayPublisher = DayPublication(warehouse, options, sale_date, run_id, leased=True)
     logger = get_run_logger()
     committed = day.commit(
         {**files, "marts": day.write_mart(mart)},
