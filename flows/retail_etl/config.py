@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_quantity: int = Field(10_000, gt=0)
     max_unit_price: float = Field(100_000.0, gt=0)
 
+    max_record_lines: int = Field(
+        100, ge=1, description="Physical lines a quoted field may span before its record is a run-away."
+    )
+    max_record_bytes: int = Field(
+        1 << 20, ge=1, description="Bytes a quoted field may span before its record is a run-away."
+    )
+
     io_retries: int = Field(3, ge=0, description="Retries of I/O tasks.")
     retry_delay_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles each retry.")
     retry_jitter_factor: float = Field(0.5, ge=0)

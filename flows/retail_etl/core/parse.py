@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,20 @@ EXTRACT_VERSION = "2"
 RAW_COLUMNS: tuple[str, ...] = (*LANDING_COLUMNS, "source_line", "raw_line")
 
 
+@dataclass(frozen=True)
+class ParseLimits:
+    """How far a quoted field may run: a record whose quote is still open after this many physical
+    lines or bytes (or at the end of the file) is a run-away; its first line is quarantined alone
+    and reading resumes on the next line, so one stray quote cannot swallow the rows after it."""
+
+    max_record_lines: int = 100
+    max_record_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.max_record_lines < 1 or self.max_record_bytes < 1:
+            raise ValueError("max_record_lines and max_record_bytes must be positive")
+
+
 def reject(reason: str, detail: str) -> RejectedFile:
     """A file-level verdict, with the reason checked against the contract's vocabulary."""
     if reason not in FILE_REASONS:
@@ -40,8 +55,10 @@ def reject(reason: str, detail: str) -> RejectedFile:
     return RejectedFile(reason, detail)
 
 
-def read_landing_bytes(data: bytes, name: str) -> pd.DataFrame:
-    """Parse a landing file (CSV or Parquet, chosen by its name) into raw string rows."""
+def read_landing_bytes(data: bytes, name: str, limits: ParseLimits = ParseLimits()) -> pd.DataFrame:
+    """Parse a landing file (CSV or Parquet, chosen by its name) into raw string rows.
+
+    Raises `RejectedFile` (and nothing else) when the file as a whole cannot be read."""
     suffix = posixpath.splitext(name)[1].lower()
     if suffix not in LANDING_SUFFIXES:
         raise reject("unsupported_file_type", f"{name}: expected one of {', '.join(LANDING_SUFFIXES)}")
