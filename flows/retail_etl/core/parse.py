@@ -2,8 +2,12 @@
 
 Every field stays the exact string it arrived as (validation decides what it
 means), and each row keeps its physical line number so quarantine rows point
-back at the source. Rows with the wrong number of fields are kept too, as
-``raw_line`` with the fields empty, so nothing read is ever dropped.
+back at the source (see `lines` for what a line is). Rows with the wrong number of
+fields, and lines where a quoted field runs away (`ParseLimits`), are kept too, as
+``raw_line`` with the fields empty, so nothing read is ever dropped. Blank lines
+(nothing, or only spaces and tabs) are not rows. A file fails as a whole only for
+what makes it no CSV at all: not UTF-8, a NUL byte anywhere, no header, missing
+columns; a header-only file is a day with no sales.
 
 >>> frame = read_landing_bytes(b"transaction_id,sale_date,store_id,region,product,quantity,unit_price\\n"
 ...                            b"t1,2024-01-15,s1,north,tea,2,3.50\\n\\nbroken,line\\n", "s1.csv")
@@ -17,19 +21,22 @@ import csv
 import io
 import posixpath
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..contract.columns import FILE_REASONS, LANDING_COLUMNS
 from ..contract.layout import LANDING_SUFFIXES
 from ..errors import RejectedFile
+from .lines import PhysicalLines
 
 #: Bump when extraction output changes, so cached extractions are not reused.
-EXTRACT_VERSION = "2"
+EXTRACT_VERSION = "3"
 
 RAW_COLUMNS: tuple[str, ...] = (*LANDING_COLUMNS, "source_line", "raw_line")
 
@@ -58,155 +65,249 @@ def reject(reason: str, detail: str) -> RejectedFile:
 def read_landing_bytes(data: bytes, name: str, limits: ParseLimits = ParseLimits()) -> pd.DataFrame:
     """Parse a landing file (CSV or Parquet, chosen by its name) into raw string rows.
 
-    Raises `RejectedFile` (and nothing else) when the file as a whole cannot be read."""
+    Raises `RejectedFile` (and nothing else) when the file as a whole cannot be read: whatever a
+    parser raises on hostile bytes becomes an `unreadable` verdict with a short, escaped detail."""
     suffix = posixpath.splitext(name)[1].lower()
     if suffix not in LANDING_SUFFIXES:
         raise reject("unsupported_file_type", f"{name}: expected one of {', '.join(LANDING_SUFFIXES)}")
     if not data:
         raise reject("empty_file", f"{name} has no bytes")
-    if suffix == ".parquet":
-        return _read_parquet(data, name)
-    return _read_csv(data, name)
-
-
-def _check_columns(present: list[str], name: str) -> None:
-    missing = [column for column in LANDING_COLUMNS if column not in present]
-    if missing:
-        raise reject("missing_columns", f"{name} lacks {', '.join(missing)}")
-
-
-def _header_names(data: bytes, name: str) -> list[str]:
-    """The header's column names as pyarrow will see them (quotes removed, spaces kept)."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise reject("bad_encoding", f"{name} is UTF-16; landing files must be UTF-8")
-    if b"\x00" in data[:65536]:
-        raise reject("unreadable", f"{name} contains NUL bytes: binary, not CSV text")
     try:
-        header = _header_line(data).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise reject("bad_encoding", f"{name}: header is not UTF-8 ({exc.reason})") from None
-    return next(csv.reader([header]), [])
+        return _read_parquet(data, name) if suffix == ".parquet" else _read_csv(data, name, limits)
+    except (RejectedFile, MemoryError):
+        raise
+    except Exception as error:  # a parser's failure on one file must not fail the day
+        raise reject("unreadable", f"{name}: {type(error).__name__}: {excerpt(str(error))}") from None
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
-    raw_names = _header_names(data, name)
+def excerpt(text: str, limit: int = 160) -> str:
+    """At most `limit` characters of `text` with control characters escaped: safe for one log line."""
+    cut = text[:limit]
+    escaped = "".join(char if char.isprintable() else repr(char)[1:-1] for char in cut)
+    return escaped + ("..." if len(text) > limit else "")
+
+
+def _landing_names(present: list[str], name: str) -> dict[str, str]:
+    """Each landing column's name as it appears (matched trimmed and case-insensitively)."""
     by_name: dict[str, str] = {}
-    for raw in raw_names:
+    for raw in present:
         key = raw.strip().lower()
         if key in LANDING_COLUMNS and key in by_name:
             raise reject("unreadable", f"{name}: column {key!r} appears twice in the header")
         by_name.setdefault(key, raw)
-    _check_columns(list(by_name), name)
+    missing = [column for column in LANDING_COLUMNS if column not in by_name]
+    if missing:
+        raise reject("missing_columns", f"{name} lacks {', '.join(missing)}")
+    return {column: by_name[column] for column in LANDING_COLUMNS}
+
+
+def _text_of(data: bytes, name: str) -> bytes:
+    """The file's bytes once they are known to be UTF-8 text without NUL bytes (BOM removed)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise reject("bad_encoding", f"{name} is UTF-16; landing files must be UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-
-    malformed: list[tuple[int, str]] = []
-
-    def keep_malformed(row: pacsv.InvalidRow) -> str:
-        malformed.append((row.number, row.text))
-        return "skip"
-
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = PhysicalLines(data[: nul + 1]).number_at(nul)
+        raise reject("unreadable", f"{name} has a NUL byte on line {line}: binary, not CSV text")
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=keep_malformed),
-            convert_options=pacsv.ConvertOptions(
-                column_types={raw: pa.string() for raw in raw_names},
-                include_columns=[by_name[column] for column in LANDING_COLUMNS],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        message = str(exc)
-        reason = "bad_encoding" if "UTF8" in message or "utf-8" in message.lower() else "unreadable"
-        raise reject(reason, f"{name}: {message.splitlines()[0]}") from None
-    table = table.rename_columns(list(LANDING_COLUMNS))
-
-    lines = _nonblank_line_numbers(data)
-    # pyarrow numbers rows among non-blank lines, header included, from 1.
-    bad_rows = np.array([number - 1 for number, _ in malformed], dtype="int64")
-    data_rows = np.setdiff1d(np.arange(1, len(lines)), bad_rows, assume_unique=True)
-    if len(data_rows) != table.num_rows or b'"' in b"".join(text.encode() for _, text in malformed):
-        # A quoted field may span lines, so rows are not lines: take the exact (slower) path.
-        return _read_csv_exact(data, raw_names, by_name)
-
-    frame = _as_string_frame(table)
-    frame["source_line"] = lines[data_rows]
-    frame["raw_line"] = pd.Series(pd.NA, index=frame.index, dtype="str")
-    if malformed:
-        broken = pd.DataFrame({column: pd.Series([None] * len(malformed), dtype="str") for column in LANDING_COLUMNS})
-        broken["source_line"] = lines[bad_rows]
-        broken["raw_line"] = pd.Series([text for _, text in malformed], dtype="str")
-        frame = pd.concat([frame, broken], ignore_index=True).sort_values("source_line", kind="stable")
-    return frame.reset_index(drop=True)[list(RAW_COLUMNS)]
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = PhysicalLines(data[: error.start + 1]).number_at(error.start)
+        raise reject(
+            "bad_encoding", f"{name}: not UTF-8 on line {line} (byte 0x{data[error.start]:02x}); files must be UTF-8"
+        ) from None
+    return data
 
 
-def _read_csv_exact(data: bytes, raw_names: list[str], by_name: dict[str, str]) -> pd.DataFrame:
-    """Record-by-record parse that follows quoted newlines; source_line is a record's first line."""
-    text = data.decode("utf-8")
-    physical = text.splitlines()
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader, None)
-    positions = [raw_names.index(by_name[column]) for column in LANDING_COLUMNS]
-    records: list[list] = []
-    start = reader.line_num + 1
-    for fields in reader:
-        end = reader.line_num
-        if fields:
-            if len(fields) == len(raw_names):
-                records.append([fields[position] for position in positions] + [start, None])
-            else:
-                records.append([None] * len(LANDING_COLUMNS) + [start, "\n".join(physical[start - 1 : end])])
-        start = end + 1
-    frame = pd.DataFrame(records, columns=list(RAW_COLUMNS))
-    for column in (*LANDING_COLUMNS, "raw_line"):
-        frame[column] = frame[column].astype("str")
-    frame["source_line"] = frame["source_line"].astype("int64")
-    return frame
-
-
-def _header_line(data: bytes) -> bytes:
-    end = data.find(b"\n")
-    return (data if end < 0 else data[:end]).rstrip(b"\r")
-
-
-def _nonblank_line_numbers(data: bytes) -> np.ndarray:
-    """1-based physical line numbers of the lines pyarrow does not skip as blank."""
-    if b"\n\n" not in data and b"\n\r\n" not in data and not data.startswith((b"\n", b"\r\n")):
-        count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        return np.arange(1, count + 1, dtype="int64")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(buffer == 10)
-    if not data.endswith(b"\n"):
-        ends = np.append(ends, len(data))
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts
-    crlf = (lengths == 1) & (buffer[np.minimum(starts, len(buffer) - 1)] == 13)
-    return np.flatnonzero((lengths > 0) & ~crlf).astype("int64") + 1
-
-
-def _as_string_frame(table: pa.Table) -> pd.DataFrame:
-    return pd.DataFrame({column: table.column(column).to_pandas().astype("str") for column in LANDING_COLUMNS})
-
-
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _read_csv(data: bytes, name: str, limits: ParseLimits) -> pd.DataFrame:
+    data = _text_of(data, name)
+    lines = PhysicalLines(data)
+    filled = np.flatnonzero(~lines.blank)
+    if not len(filled):
+        raise reject("missing_columns", f"{name} has no header line (only blank lines)")
+    header = int(filled[0]) + 1
+    raw_names = next(csv.reader([lines.text(header)]), [])
+    by_name = _landing_names(raw_names, name)
+    if len(filled) == 1:
+        return _frame([], [], [])
     try:
-        table = pq.read_table(io.BytesIO(data))
-    except Exception as exc:  # pyarrow raises several types for non-Parquet bytes
-        raise reject("unreadable", f"{name}: not a readable Parquet file ({exc})") from None
-    _check_columns(table.column_names, name)
-    frame = pd.DataFrame({column: _parquet_column_as_text(table.column(column)) for column in LANDING_COLUMNS})
-    frame["source_line"] = np.arange(1, len(frame) + 1, dtype="int64")
-    frame["raw_line"] = pd.Series(pd.NA, index=frame.index, dtype="str")
+        fast = _read_csv_fast(data, lines, header, raw_names, by_name)
+    except pa.ArrowInvalid:
+        fast = None  # e.g. a line longer than pyarrow's block: the exact path has no such limit
+    return fast if fast is not None else _read_csv_exact(lines, header, raw_names, by_name, limits)
+
+
+def _frame(values: list[list[str]] | pd.DataFrame, numbers: list[int] | np.ndarray, raw: list[str | None]) -> pd.DataFrame:
+    frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame(values, columns=list(LANDING_COLUMNS))
+    frame = frame.astype({column: "str" for column in LANDING_COLUMNS}) if len(frame) else _empty_landing()
+    frame["source_line"] = np.asarray(numbers, dtype="int64")
+    frame["raw_line"] = pd.Series(raw, index=frame.index, dtype="str")
     return frame[list(RAW_COLUMNS)]
 
 
-def _parquet_column_as_text(column: pa.ChunkedArray) -> pd.Series:
-    """Render typed Parquet values the way they would appear in a CSV; nulls become empty."""
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        values = column
-    else:
-        values = column.cast(pa.string())
-    return values.fill_null("").to_pandas().astype("str")
+def _empty_landing() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype="str") for column in LANDING_COLUMNS})
+
+
+def _read_csv_fast(
+    data: bytes, lines: PhysicalLines, header: int, raw_names: list[str], by_name: dict[str, str]
+) -> pd.DataFrame | None:
+    """pyarrow's parse when every record is one physical line (checked); None when it is not."""
+    skipped: list[int] = []
+
+    def keep_invalid(row: pacsv.InvalidRow) -> str:
+        skipped.append(row.number)
+        return "skip"
+
+    start = int(lines.starts[header - 1])
+    body = data[start:] if data.endswith((b"\n", b"\r")) else data[start:] + b"\n"
+    table = pacsv.read_csv(
+        io.BytesIO(body),
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={raw: pa.string() for raw in raw_names},
+            include_columns=list(by_name.values()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    # pyarrow numbers the non-empty lines from the header (= 1); empty lines are not rows to it.
+    counted = np.flatnonzero(~lines.empty[header - 1 :]) + header
+    invalid = counted[np.asarray(skipped, dtype="int64") - 1] if skipped else np.empty(0, dtype="int64")
+    records = np.setdiff1d(counted[1:], invalid, assume_unique=True)
+    if len(records) != table.num_rows:
+        return None  # a quoted field spans lines: rows are not lines
+    broken = invalid[~lines.blank[invalid - 1]]
+    if any(b'"' in data[lines.starts[number - 1] : lines.ends[number - 1]] for number in broken):
+        return None  # a bad row with quotes may be part of a multi-line record: read exactly
+    values = pd.DataFrame({column: table.column(by_name[column]).to_pandas() for column in LANDING_COLUMNS})
+    frame = _frame(values, records, [None] * len(records))
+    if len(broken):
+        malformed = _frame(
+            pd.DataFrame({column: [None] * len(broken) for column in LANDING_COLUMNS}),
+            broken,
+            [lines.text(int(number)) for number in broken],
+        )
+        frame = pd.concat([frame, malformed], ignore_index=True).sort_values("source_line", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+class _RunAway(Exception):
+    """A record's quoted field runs past the limits or to the end of the file."""
+
+
+class _LineFeed:
+    """Hands a csv reader one physical line at a time and stops a record that runs away."""
+
+    def __init__(self, lines: PhysicalLines, first: int, limits: ParseLimits) -> None:
+        self.lines = lines
+        self.limits = limits
+        self.next = first  # 1-based number of the line handed out next
+        self.record = first  # first line of the record being read
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        lines, number = self.lines, self.next
+        if number > len(lines):
+            if number > self.record:
+                raise _RunAway  # the file ended inside a quoted field
+            raise StopIteration
+        if number > self.record and (
+            number - self.record >= self.limits.max_record_lines
+            or lines.nexts[number - 2] - lines.starts[self.record - 1] >= self.limits.max_record_bytes
+        ):
+            raise _RunAway
+        self.next += 1
+        return lines.data[lines.starts[number - 1] : lines.nexts[number - 1]].decode("utf-8")
+
+
+def _read_csv_exact(
+    lines: PhysicalLines, header: int, raw_names: list[str], by_name: dict[str, str], limits: ParseLimits
+) -> pd.DataFrame:
+    """Record-by-record parse that follows quoted fields over lines; source_line is a record's
+    first line. A run-away record is quarantined as its first line alone and reading resumes
+    on the line after it."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(lines.data) + 1))  # only lines bound a field
+    positions = [raw_names.index(by_name[column]) for column in LANDING_COLUMNS]
+    values: list[list[str]] = []
+    numbers: list[int] = []
+    raw: list[str | None] = []
+    feed = _LineFeed(lines, header + 1, limits)
+    while feed.record <= len(lines):
+        try:
+            for fields in csv.reader(feed):
+                first, last = feed.record, feed.next - 1
+                feed.record = feed.next
+                if first == last and lines.blank[first - 1]:
+                    continue
+                numbers.append(first)
+                if len(fields) == len(raw_names):
+                    values.append([fields[position] for position in positions])
+                    raw.append(None)
+                else:
+                    values.append([""] * len(LANDING_COLUMNS))
+                    raw.append(lines.text(first, last))
+            break
+        except _RunAway:
+            first = feed.record
+            numbers.append(first)
+            values.append([""] * len(LANDING_COLUMNS))
+            raw.append(lines.text(first))
+            feed.record = feed.next = first + 1
+    frame = _frame(values, numbers, raw)
+    frame.loc[frame["raw_line"].notna(), list(LANDING_COLUMNS)] = None
+    return frame
+
+
+def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+    """Typed columns are rendered as the text a CSV would carry (a timestamp sale_date as its day);
+    source_line is the row's number in the file (the first row is 1)."""
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as error:  # pyarrow raises several types for non-Parquet bytes
+        raise reject("unreadable", f"{name}: not a readable Parquet file ({excerpt(str(error))})") from None
+    by_name = _landing_names(table.column_names, name)
+    values = pd.DataFrame(
+        {column: _as_text(table.column(by_name[column]), column, name) for column in LANDING_COLUMNS}
+    )
+    return _frame(values, np.arange(1, table.num_rows + 1), [None] * table.num_rows)
+
+
+def _as_text(column: pa.ChunkedArray, landing_column: str, name: str) -> pd.Series:
+    """A typed Parquet column as the strings a CSV would hold; nulls become empty."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = kind.value_type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            column = column.cast(pa.large_string())
+        except pa.ArrowInvalid:
+            raise reject("bad_encoding", f"{name}: column {landing_column} is not UTF-8 text") from None
+    elif pa.types.is_timestamp(kind) and landing_column == "sale_date":
+        local = pc.local_timestamp(column) if kind.tz else column  # the day on the wall clock
+        column = local.cast(pa.date32())
+    elif pa.types.is_floating(kind):
+        return _floats_as_text(column)
+    elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        try:
+            column = column.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise reject("unreadable", f"{name}: column {landing_column} has type {kind}, not a landing type") from None
+    return column.cast(pa.large_string()).fill_null("").to_pandas().astype("str")
+
+
+def _floats_as_text(column: pa.ChunkedArray) -> pd.Series:
+    """Floats as their shortest decimal text, never in exponent form (1e-05 is 0.00001)."""
+    return pd.Series([_float_text(value) for value in column.to_pylist()], dtype="str")
+
+
+def _float_text(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "" if value is None or np.isnan(value) else repr(value)
+    return format(Decimal(repr(value)), "f").removesuffix(".0")
