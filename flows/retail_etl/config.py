@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     regions: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Allowed regions (comma-separated); unset accepts any non-empty region."
     )
-    max_quantity: int = Field(10_000, gt=0)
-    max_unit_price: float = Field(100_000.0, gt=0)
+    max_quantity: int = Field(10_000, gt=0, lt=2**53)
+    max_unit_price: float = Field(100_000.0, gt=0, lt=1e9, description="Below 1e9 (prices are checked exactly).")
 
     max_record_lines: int = Field(
         100, ge=1, description="Physical lines a quoted field may span before its record is a run-away."

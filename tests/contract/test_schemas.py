@@ -26,6 +26,7 @@ def curated(**changes) -> pd.DataFrame:
             "product": "tea",
             "quantity": [1, 2],
             "unit_price": [2.5, 300.0],
+            "unit_price_nanos": [2_500_000_000, 300_000_000_000],
         }
         | changes
     )

@@ -52,6 +52,16 @@ def frame(*rows: dict, raw_lines: list | None = None) -> pd.DataFrame:
         ({"unit_price": "NaN"}, "bad_price"),
         ({"unit_price": "inf"}, "bad_price"),
         ({"unit_price": "100000.01"}, "bad_price"),
+        ({"quantity": "2.00000000000000001"}, "bad_quantity"),
+        ({"quantity": "10000.0000000000001"}, "bad_quantity"),
+        ({"quantity": "1e3"}, "bad_quantity"),
+        ({"quantity": "99999999999999999999999"}, "bad_quantity"),
+        ({"unit_price": "100000.000000000001"}, "bad_price"),
+        ({"unit_price": "1e2"}, "bad_price"),
+        ({"unit_price": "0.0000000001"}, "bad_price"),
+        ({"unit_price": "1,50"}, "bad_price"),
+        ({"region": "r" * 65}, "bad_region"),
+        ({"region": "é" * 33}, "bad_region"),
     ],
 )
 def test_each_reason(row, reason):
@@ -141,3 +151,23 @@ def test_rules_reject_nonsense():
         Rules(RUN, max_quantity=0)
     with pytest.raises(ValueError):
         Rules(RUN, regions=frozenset())
+
+
+def test_exact_numbers_at_the_limits_pass():
+    data = frame(
+        {"quantity": "+4", "unit_price": "100000.000000000"},
+        {"quantity": "4.000", "unit_price": "0.000000001"},
+        {"region": "é" * 32, "unit_price": ".5"},
+    )
+    clean, quarantine = split_rows(data, Rules(run_date=RUN))
+    assert len(quarantine) == 0
+    assert clean["quantity"].tolist() == [4, 4, 2]
+    assert clean["unit_price"].tolist() == [100000.0, 1e-09, 0.5]
+    assert clean["unit_price_nanos"].tolist() == [100_000 * 10**9, 1, 500_000_000]
+
+
+def test_rules_refuse_limits_that_cannot_be_checked_exactly():
+    with pytest.raises(ValueError, match="max_unit_price"):
+        Rules(RUN, max_unit_price=1e9)
+    with pytest.raises(ValueError, match="max_quantity"):
+        Rules(RUN, max_quantity=0)

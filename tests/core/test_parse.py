@@ -211,7 +211,9 @@ def test_invalid_utf8_anywhere_is_a_bad_encoding_naming_the_line():
 
 def test_long_fields_and_quoted_newlines_together():
     long = b"x" * 200_000
-    frame = read_landing_bytes(csv(b't1,2024-01-15,S1,north,"' + long + b'",1,2', b't2,2024-01-15,S1,north,"a\nb",1,2'), "S1.csv")
+    frame = read_landing_bytes(
+        csv(b't1,2024-01-15,S1,north,"' + long + b'",1,2', b't2,2024-01-15,S1,north,"a\nb",1,2'), "S1.csv"
+    )
     assert frame["product"].str.len().tolist() == [200_000, 3]
     assert frame["source_line"].tolist() == [2, 3]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from retail_etl.contract.columns import ROW_REASONS
 from retail_etl.core.checks import Rules, split_rows
 from retail_etl.core.parse import read_landing_bytes
 from retail_etl.errors import RejectedFile
@@ -31,16 +32,7 @@ def test_same_seed_same_bytes(tmp_path):
 
 def test_injected_defects_are_exactly_what_validation_finds(tmp_path):
     day = generate_day(tmp_path, "2024-01-15", rows=20_000, stores=7, bad_fraction=0.03, seed=5, bad_files=3)
-    assert set(day.injected) == {
-        "malformed_row",
-        "missing_field",
-        "bad_date",
-        "date_mismatch",
-        "bad_quantity",
-        "bad_price",
-        "unknown_region",
-        "duplicate_transaction",
-    }
+    assert set(day.injected) == set(ROW_REASONS)
     raw = read_day(day.files)
     clean, quarantine = split_rows(raw, Rules(run_date=date(2024, 1, 15), regions=frozenset(REGIONS)))
     assert len(raw) == day.rows == 20_000

@@ -29,9 +29,14 @@ ROW_REASONS: tuple[str, ...] = (
     "date_mismatch",
     "bad_quantity",
     "bad_price",
+    "bad_region",
     "unknown_region",
     "duplicate_transaction",
 )
+
+#: A region is a partition folder name (percent-encoded, so up to 3 characters a byte): at most
+#: this many bytes of UTF-8 keep the name within every file system's 255-byte limit.
+MAX_REGION_BYTES = 64
 
 #: Why a whole landing file can be rejected (copied to quarantine/files).
 FILE_REASONS: tuple[str, ...] = (

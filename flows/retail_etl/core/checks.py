@@ -29,8 +29,11 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from ..contract.columns import LANDING_COLUMNS, QUARANTINE_COLUMNS, ROW_REASONS
+from ..contract.columns import LANDING_COLUMNS, MAX_REGION_BYTES, QUARANTINE_COLUMNS, ROW_REASONS
+from .numbers import NOT_A_PRICE, PRICE_CEILING, decimal_floats, nanos_of, price_nanos, whole_numbers
 
+#: Quantities stay exact as float64 below this.
+MAX_QUANTITY_CEILING = 2**53
 _PRIORITY = {reason: rank for rank, reason in enumerate(ROW_REASONS)}
 _ISO_DATE = r"\d{4}-\d{2}-\d{2}"
 
@@ -45,8 +48,10 @@ class Rules:
     regions: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_quantity <= 0 or self.max_unit_price <= 0:
-            raise ValueError("max_quantity and max_unit_price must be positive")
+        if not 0 < self.max_quantity < MAX_QUANTITY_CEILING:
+            raise ValueError(f"max_quantity must be positive and below {MAX_QUANTITY_CEILING:,}")
+        if not 0 < self.max_unit_price < PRICE_CEILING:
+            raise ValueError(f"max_unit_price must be positive and below {PRICE_CEILING:,}")
         if self.regions is not None and not self.regions:
             raise ValueError("regions must be None (accept any) or a non-empty set")
 
@@ -61,10 +66,6 @@ def _is_iso_date(values: pd.Series, run_date: str) -> pd.Series:
     return valid
 
 
-def _is_whole_number(values: pd.Series) -> pd.Series:
-    return values.notna() & np.isfinite(values) & (values == np.floor(values))
-
-
 def field_schema(rules: Rules) -> pa.DataFrameSchema:
     """Per-field checks; each check's name is the quarantine reason it produces."""
     present = pa.Check(lambda s: s.str.len() > 0, name="missing_field")
@@ -76,25 +77,26 @@ def field_schema(rules: Rules) -> pa.DataFrameSchema:
             pa.Check(lambda s: s == rules.run_date.isoformat(), name="date_mismatch"),
         ]
     )
+    columns["region"] = pa.Column(checks=[present, pa.Check(_fits_a_folder_name, name="bad_region")])
     if rules.regions is not None:
         allowed = sorted(rules.regions)
-        columns["region"] = pa.Column(checks=[present, pa.Check(lambda s: s.isin(allowed), name="unknown_region")])
+        columns["region"].checks.append(pa.Check(lambda s: s.isin(allowed), name="unknown_region"))
     columns["quantity_value"] = pa.Column(
         float,
         nullable=True,
         checks=[
-            pa.Check(_is_whole_number, name="bad_quantity", ignore_na=False),
+            pa.Check(lambda s: s.notna(), name="bad_quantity", ignore_na=False),
             pa.Check(lambda s: s > 0, name="bad_quantity"),
             pa.Check(lambda s: s <= rules.max_quantity, name="bad_quantity"),
         ],
     )
-    columns["unit_price_value"] = pa.Column(
-        float,
-        nullable=True,
+    most = nanos_of(rules.max_unit_price)
+    columns["unit_price_nanos"] = pa.Column(
+        "int64",
         checks=[
-            pa.Check(lambda s: s.notna() & np.isfinite(s), name="bad_price", ignore_na=False),
+            pa.Check(lambda s: s != NOT_A_PRICE, name="bad_price"),
             pa.Check(lambda s: s > 0, name="bad_price"),
-            pa.Check(lambda s: s <= rules.max_unit_price, name="bad_price"),
+            pa.Check(lambda s: s <= most, name="bad_price"),
         ],
     )
     return pa.DataFrameSchema(columns, name="landing_rows")
@@ -116,20 +118,17 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"index": pd.Series(dtype="int64"), "check": pd.Series(dtype="str")})
 
 
-_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
-
-
-def _numeric(values: pd.Series) -> pd.Series:
-    """Decimal text as float64, NaN where it is not a plain decimal number (so "nan", "inf" fail)."""
-    text = pa_arrow.array(values.astype("str"))
-    numbers = pc.cast(pc.if_else(pc.match_substring_regex(text, _NUMBER), text, None), pa_arrow.float64())
-    return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
+def _fits_a_folder_name(regions: pd.Series) -> pd.Series:
+    """A region becomes a partition folder name (percent-encoded): at most MAX_REGION_BYTES of UTF-8."""
+    return pd.Series(pc.binary_length(pa_arrow.array(regions.astype("str"))).to_numpy(), index=regions.index) <= (
+        MAX_REGION_BYTES
+    )
 
 
 def _stripped_fields(raw: pd.DataFrame, columns: tuple[str, ...] = LANDING_COLUMNS) -> pd.DataFrame:
     fields = pd.DataFrame({column: raw[column].str.strip() for column in columns}, index=raw.index)
-    fields["quantity_value"] = _numeric(fields["quantity"])
-    fields["unit_price_value"] = _numeric(fields["unit_price"])
+    fields["quantity_value"] = whole_numbers(fields["quantity"])
+    fields["unit_price_nanos"] = price_nanos(fields["unit_price"])
     return fields
 
 
@@ -183,7 +182,8 @@ def typed_rows(fields: pd.DataFrame, rules: Rules) -> pd.DataFrame:
             "region": fields["region"],
             "product": fields["product"],
             "quantity": fields["quantity_value"].astype("int64"),
-            "unit_price": fields["unit_price_value"],
+            "unit_price": decimal_floats(fields["unit_price"]),
+            "unit_price_nanos": fields["unit_price_nanos"],
         }
     ).reset_index(drop=True)
 

@@ -139,9 +139,11 @@ def _read_csv(data: bytes, name: str, limits: ParseLimits) -> pd.DataFrame:
     return fast if fast is not None else _read_csv_exact(lines, header, raw_names, by_name, limits)
 
 
-def _frame(values: list[list[str]] | pd.DataFrame, numbers: list[int] | np.ndarray, raw: list[str | None]) -> pd.DataFrame:
+def _frame(
+    values: list[list[str]] | pd.DataFrame, numbers: list[int] | np.ndarray, raw: list[str | None]
+) -> pd.DataFrame:
     frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame(values, columns=list(LANDING_COLUMNS))
-    frame = frame.astype({column: "str" for column in LANDING_COLUMNS}) if len(frame) else _empty_landing()
+    frame = frame.astype(dict.fromkeys(LANDING_COLUMNS, "str")) if len(frame) else _empty_landing()
     frame["source_line"] = np.asarray(numbers, dtype="int64")
     frame["raw_line"] = pd.Series(raw, index=frame.index, dtype="str")
     return frame[list(RAW_COLUMNS)]
@@ -272,9 +274,7 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     except Exception as error:  # pyarrow raises several types for non-Parquet bytes
         raise reject("unreadable", f"{name}: not a readable Parquet file ({excerpt(str(error))})") from None
     by_name = _landing_names(table.column_names, name)
-    values = pd.DataFrame(
-        {column: _as_text(table.column(by_name[column]), column, name) for column in LANDING_COLUMNS}
-    )
+    values = pd.DataFrame({column: _as_text(table.column(by_name[column]), column, name) for column in LANDING_COLUMNS})
     return _frame(values, np.arange(1, table.num_rows + 1), [None] * table.num_rows)
 
 

@@ -95,6 +95,7 @@ _BAD_VALUES: dict[str, tuple[str, list[str]]] = {
     "bad_date": ("sale_date", ["2024-13-45", "15/01/2024", "yesterday", "2024-02-30"]),
     "bad_quantity": ("quantity", ["0", "-2", "three", "2.5", "250000"]),
     "bad_price": ("unit_price", ["-4.99", "0", "free", "1e9", "NaN"]),
+    "bad_region": ("region", ["r" * 65, "région-" * 10]),
     "unknown_region": ("region", ["atlantis", "mars"]),
 }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from ...contract.columns import LANDING_COLUMNS, MART_COLUMNS, ROW_REASONS, TICKET_BOUNDS
+from ...contract.columns import LANDING_COLUMNS, MART_COLUMNS, MAX_REGION_BYTES, ROW_REASONS, TICKET_BOUNDS
 from ...contract.layout import CURATED, MARTS, QUARANTINE_ROWS, day_partition
 from .landing import RejectedFile, column_names, keep_rejected, landing_files, write_manifest
 
@@ -80,6 +80,7 @@ def _judge(con: duckdb.DuckDBPyConnection, run_date: str, regions, max_quantity:
             WHEN sale_date_t <> $run_date THEN 'date_mismatch'
             WHEN q IS NULL OR NOT isfinite(q) OR q <> floor(q) OR q <= 0 OR q > $max_quantity THEN 'bad_quantity'
             WHEN p IS NULL OR NOT isfinite(p) OR p <= 0 OR p > $max_unit_price THEN 'bad_price'
+            WHEN strlen(region_t) > {MAX_REGION_BYTES} THEN 'bad_region'
             WHEN {region_check} THEN 'unknown_region'
         END AS reason
         FROM (SELECT l.rowid AS rid, f.file_idx, l.rowid - f.first_rowid AS k, {trimmed},

@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 from ...contract.columns import (
     LANDING_COLUMNS,
     MART_COLUMNS,
+    MAX_REGION_BYTES,
     QUARANTINE_COLUMNS,
     ROW_REASONS,
     TICKET_BOUNDS,
@@ -112,6 +113,7 @@ def reasons(
         other_date,
         ~(np.isfinite(quantity) & (quantity == np.floor(quantity)) & (quantity > 0) & (quantity <= max_quantity)),
         ~(np.isfinite(price) & (price > 0) & (price <= max_unit_price)),
+        np.array([len(region.encode()) > MAX_REGION_BYTES for region in fields["region"].fillna("")]),
         ~fields["region"].isin(list(regions)).to_numpy() if regions else np.zeros(len(rows), dtype=bool),
     ]
     reason = np.select(conditions, list(ROW_REASONS[: len(conditions)]), default="").astype(object)
