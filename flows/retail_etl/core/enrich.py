@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..contract.columns import TICKET_BOUNDS, TICKET_SIZES
-from .numbers import total_cents
+from .numbers import float_text, price_nanos, total_cents
 
 
 def ticket_sizes(cents: pd.Series) -> pd.Categorical[str]:
@@ -28,9 +28,14 @@ def enrich(clean: pd.DataFrame) -> pd.DataFrame:
     """Add `total` (quantity * unit_price exactly, rounded half up to cents) and `ticket_size`.
 
     The exact price (`unit_price_nanos`, from `core.numbers`) is used, not the float: 3 x 0.335
-    is 1.01, where float arithmetic says 1.00."""
+    is 1.01, where float arithmetic says 1.00. Rows without it are priced at their float's
+    shortest decimal."""
     enriched = clean.copy()
-    cents = total_cents(clean["quantity"], clean["unit_price_nanos"])
+    if "unit_price_nanos" in clean:
+        nanos = clean["unit_price_nanos"]
+    else:
+        nanos = price_nanos(pd.Series([float_text(price) for price in clean["unit_price"]], dtype="str"))
+    cents = total_cents(clean["quantity"], nanos)
     enriched["total"] = cents / 100
     enriched["ticket_size"] = ticket_sizes(cents)
-    return enriched.drop(columns=["unit_price_nanos"])
+    return enriched.drop(columns=["unit_price_nanos"], errors="ignore")

@@ -76,6 +76,16 @@ def price_nanos(values: pd.Series) -> pd.Series:
     return pd.Series(exact.to_numpy(zero_copy_only=False), index=values.index, dtype="int64")
 
 
+def float_text(value: float | None) -> str:
+    """A float as its shortest decimal, never in exponent form (1e-05 is 0.00001); NaN and None
+    as empty text, infinities as ``inf``/``-inf`` (which no check accepts)."""
+    if value is None or np.isnan(value):
+        return ""
+    if not np.isfinite(value):
+        return repr(float(value))
+    return format(Decimal(repr(float(value))), "f").removesuffix(".0")
+
+
 def nanos_of(limit: float) -> int:
     """A configured maximum (its shortest decimal form) in billionths, rounded down."""
     return int(Decimal(repr(float(limit))).scaleb(SCALE))

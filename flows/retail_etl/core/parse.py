@@ -21,7 +21,6 @@ import csv
 import io
 import posixpath
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,7 @@ from ..contract.columns import FILE_REASONS, LANDING_COLUMNS
 from ..contract.layout import LANDING_SUFFIXES
 from ..errors import RejectedFile
 from .lines import PhysicalLines
+from .numbers import float_text
 
 #: Bump when extraction output changes, so cached extractions are not reused.
 EXTRACT_VERSION = "3"
@@ -303,11 +303,4 @@ def _as_text(column: pa.ChunkedArray, landing_column: str, name: str) -> pd.Seri
 
 
 def _floats_as_text(column: pa.ChunkedArray) -> pd.Series:
-    """Floats as their shortest decimal text, never in exponent form (1e-05 is 0.00001)."""
-    return pd.Series([_float_text(value) for value in column.to_pylist()], dtype="str")
-
-
-def _float_text(value: float | None) -> str:
-    if value is None or not np.isfinite(value):
-        return "" if value is None or np.isnan(value) else repr(value)
-    return format(Decimal(repr(value)), "f").removesuffix(".0")
+    return pd.Series([float_text(value) for value in column.to_pylist()], dtype="str")
