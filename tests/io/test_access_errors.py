@@ -324,3 +324,49 @@ def test_a_read_only_local_warehouse(read_only_folder):
     assert refused(written).startswith(  # the first write of a day: a data file in the table's folder
         f"cannot write {warehouse}/marts/region_daily/sale_date={DAY}/run-a.parquet: permission denied"
     )
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def run_cli(auth: AuthS3, prefect_api: str, cwd: Path, keys: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`retail-etl run` of the day with these credentials; a retry would wait 30 s and say so."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_ETL_", "PREFECT_API", "AWS_"))}
+    paths = [FLOWS, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != FLOWS]]
+    env.update(
+        keys,
+        PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths),
+        PREFECT_API_URL=prefect_api,
+        PREFECT_HOME=str(cwd / ".prefect"),
+        AWS_DEFAULT_REGION="us-east-1",
+        RETAIL_ETL_S3_ENDPOINT_URL=auth.endpoint,
+        RETAIL_ETL_DASK_WORKERS="1",
+        RETAIL_ETL_IO_RETRIES="3",
+        RETAIL_ETL_RETRY_DELAY_SECONDS="30",
+        COLUMNS="250",
+    )
+    args = ["run", "--date", DAY, "--landing", auth.landing, "--warehouse", auth.warehouse]
+    return subprocess.run(
+        [sys.executable, "-m", "retail_etl", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize(
+    ("who", "refusal"),
+    [
+        ("wrong keys", "cannot take the day's lease {warehouse}/_locks/sale_date={day}.json: access denied"),
+        ("etl", "cannot list {landing}/sales/sale_date={day}: access denied (AccessDenied)"),
+    ],
+)
+def test_run_stops_at_the_first_refusal_without_retrying(auth_s3, prefect_api, tmp_path, who, refusal):
+    keys = WRONG_KEYS if who == "wrong keys" else auth_s3.users[who]
+    started = time.monotonic()
+    result = run_cli(auth_s3, prefect_api, tmp_path, keys)
+    elapsed = time.monotonic() - started
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    expected = refusal.format(warehouse=auth_s3.warehouse, landing=auth_s3.landing, day=DAY)
+    assert result.returncode == StorageAccessError.exit_code == 11, result.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {expected}"), errors
+    output = result.stdout + result.stderr
+    assert "Retry" not in output and elapsed < 30, output[-3000:]
