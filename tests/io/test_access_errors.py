@@ -353,13 +353,15 @@ def run_cli(auth: AuthS3, prefect_api: str, cwd: Path, keys: dict[str, str]) -> 
 
 @pytest.mark.s3
 @pytest.mark.parametrize(
-    ("who", "refusal"),
+    ("who", "refusal", "failed_tasks"),
     [
-        ("wrong keys", "cannot take the day's lease {warehouse}/_locks/sale_date={day}.json: access denied"),
-        ("etl", "cannot list {landing}/sales/sale_date={day}: access denied (AccessDenied)"),
+        # the flow takes the day's lease itself, before any task
+        ("wrong keys", "cannot take the day's lease {warehouse}/_locks/sale_date={day}.json: access denied", 0),
+        # the warehouse is the etl user's, the landing bucket is not: list-landing-files fails, once
+        ("etl", "cannot list {landing}/sales/sale_date={day}: access denied (AccessDenied)", 1),
     ],
 )
-def test_run_stops_at_the_first_refusal_without_retrying(auth_s3, prefect_api, tmp_path, who, refusal):
+def test_run_stops_at_the_first_refusal_without_retrying(auth_s3, prefect_api, tmp_path, who, refusal, failed_tasks):
     keys = WRONG_KEYS if who == "wrong keys" else auth_s3.users[who]
     started = time.monotonic()
     result = run_cli(auth_s3, prefect_api, tmp_path, keys)
@@ -370,3 +372,4 @@ def test_run_stops_at_the_first_refusal_without_retrying(auth_s3, prefect_api, t
     assert len(errors) == 1 and errors[0].startswith(f"error: {expected}"), errors
     output = result.stdout + result.stderr
     assert "Retry" not in output and elapsed < 30, output[-3000:]
+    assert output.count("Task run encountered an exception") == failed_tasks
