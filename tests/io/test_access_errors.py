@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import Any
 import boto3
 import pandas as pd
 import pytest
-import requests
 import s3fs
 
 from retail_etl.errors import StorageAccessError
@@ -137,6 +137,14 @@ def _setup(endpoint: str, landing: str, warehouse: str) -> tuple[DataFile, dict[
     return pending, users
 
 
+def _check_credentials_from_now_on(endpoint: str) -> None:
+    """What moto's server does from the start with INITIAL_NO_AUTH_ACTION_COUNT=0."""
+    reset = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}, method="POST"
+    )
+    urllib.request.urlopen(reset, timeout=10).close()
+
+
 @pytest.fixture(scope="module")
 def auth_s3() -> Iterator[AuthS3]:
     port = _free_port()
@@ -146,7 +154,7 @@ def auth_s3() -> Iterator[AuthS3]:
     os.environ.update(SETUP_KEYS)  # any key will do until the server checks them
     try:
         pending, users = _setup(endpoint, f"acc-landing-{port}", f"acc-warehouse-{port}")
-        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+        _check_credentials_from_now_on(endpoint)
         yield AuthS3(endpoint, f"s3://acc-landing-{port}", f"s3://acc-warehouse-{port}", pending, users)
     finally:
         server.terminate()
@@ -356,9 +364,16 @@ def run_cli(auth: AuthS3, prefect_api: str, cwd: Path, keys: dict[str, str]) -> 
     ("who", "refusal", "failed_tasks"),
     [
         # the flow takes the day's lease itself, before any task
-        ("wrong keys", "cannot take the day's lease {warehouse}/_locks/sale_date={day}.json: access denied", 0),
+        pytest.param(
+            "wrong keys",
+            "cannot take the day's lease {warehouse}/_locks/sale_date={day}.json: access denied",
+            0,
+            id="wrong-keys",
+        ),
         # the warehouse is the etl user's, the landing bucket is not: list-landing-files fails, once
-        ("etl", "cannot list {landing}/sales/sale_date={day}: access denied (AccessDenied)", 1),
+        pytest.param(
+            "etl", "cannot list {landing}/sales/sale_date={day}: access denied (AccessDenied)", 1, id="landing-refused"
+        ),
     ],
 )
 def test_run_stops_at_the_first_refusal_without_retrying(auth_s3, prefect_api, tmp_path, who, refusal, failed_tasks):
