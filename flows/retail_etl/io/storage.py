@@ -2,6 +2,9 @@
 
 Every path the pipeline handles is a URL string (a local absolute path or
 ``s3://bucket/prefix``); `location` turns it into a filesystem plus a path.
+Wherever the pipeline touches storage, `storage_access` turns a refusal (wrong or missing
+credentials, a bucket policy, a folder's permissions) into `StorageAccessError`, which names
+the operation and the URL and is never retried.
 
 >>> loc = location("/tmp/wh")
 >>> loc.join("curated", "sales")
