@@ -43,6 +43,14 @@ class BackfillError(LandingError):
     """At least one day of a backfill failed (the others were still attempted)."""
 
 
+class StorageAccessError(RetailEtlError):
+    """The storage refused access: wrong or missing credentials, a bucket policy, a folder's
+    permissions. Retrying cannot fix that, so it is never retried; the message names the
+    operation and the URL."""
+
+    exit_code = 11
+
+
 class RunFailedError(RetailEtlError):
     """A flow run failed for a reason outside the families above (an I/O error, a bug);
     the run's log has the traceback."""

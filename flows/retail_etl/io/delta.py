@@ -43,7 +43,7 @@ from deltalake.transaction import AddAction, CommitProperties, Transaction
 from ..contract.columns import CURATED_FILE_COLUMNS, MART_COLUMNS, QUARANTINE_COLUMNS
 from ..contract.layout import CURATED, MARTS, QUARANTINE_ROWS
 from ..errors import PublishConflict
-from .storage import is_remote, location, normalize, parquet_bytes, write_bytes
+from .storage import is_remote, location, normalize, parquet_bytes, storage_access, write_bytes
 
 _TEXT = pa.string()
 
@@ -192,8 +192,10 @@ def write_data_file(
 
 def open_table(warehouse: str, options: Mapping[str, Any] | None, table: TableSpec) -> DeltaTable | None:
     """The table's current version, or None if it was never created."""
+    uri = table_uri(warehouse, table)
     try:
-        return DeltaTable(table_uri(warehouse, table), storage_options=delta_options(options))
+        with storage_access("open the Delta table", uri):
+            return DeltaTable(uri, storage_options=delta_options(options))
     except TableNotFoundError:
         return None
 
@@ -204,17 +206,18 @@ def ensure_table(warehouse: str, options: Mapping[str, Any] | None, table: Table
     if existing is not None:
         return existing
     uri = table_uri(warehouse, table)
-    if not is_remote(uri):
-        location(uri).fs.makedirs(uri, exist_ok=True)
     try:
-        return DeltaTable.create(
-            uri,
-            schema=table.schema,
-            partition_by=list(table.partition_by),
-            mode="ignore",
-            storage_options=delta_options(options),
-            name=table.name,
-        )
+        with storage_access("create the Delta table", uri):
+            if not is_remote(uri):
+                location(uri).fs.makedirs(uri, exist_ok=True)
+            return DeltaTable.create(
+                uri,
+                schema=table.schema,
+                partition_by=list(table.partition_by),
+                mode="ignore",
+                storage_options=delta_options(options),
+                name=table.name,
+            )
     except (CommitFailedError, DeltaError):  # created meanwhile by another run
         created = open_table(warehouse, options, table)
         if created is None:
@@ -258,20 +261,21 @@ def commit_day(
         custom_metadata={"retail_etl.run_id": run_id, "retail_etl.sale_date": sale_date, **(metadata or {})},
         app_transactions=[Transaction(app_id=app_id, version=version)],
     )
-    try:
-        delta.create_write_transaction(
-            actions=[file.action() for file in files],
-            mode="overwrite",
-            schema=table.schema,
-            partition_by=list(table.partition_by),
-            partition_filters=[("sale_date", "=", sale_date)],
-            commit_properties=properties,
-        )
-    except CommitFailedError as error:
-        raise PublishConflict(
-            f"{table.name} {sale_date}: another run published this day meanwhile; nothing was committed ({error})"
-        ) from None
-    delta.update_incremental()
+    with storage_access("commit to the Delta table", table_uri(warehouse, table)):
+        try:
+            delta.create_write_transaction(
+                actions=[file.action() for file in files],
+                mode="overwrite",
+                schema=table.schema,
+                partition_by=list(table.partition_by),
+                partition_filters=[("sale_date", "=", sale_date)],
+                commit_properties=properties,
+            )
+        except CommitFailedError as error:
+            raise PublishConflict(
+                f"{table.name} {sale_date}: another run published this day meanwhile; nothing was committed ({error})"
+            ) from None
+        delta.update_incremental()
     committed: int = delta.version()
     return committed
 
@@ -294,9 +298,10 @@ def read_day(
     delta = open_table(warehouse, options, table)
     if delta is None:
         return pd.DataFrame({field.name: pd.Series(dtype="object") for field in table.schema})
-    if version is not None:
-        delta.load_as_version(version)
-    frame: pd.DataFrame = delta.to_pandas(columns=columns, filters=[("sale_date", "=", sale_date)])
+    with storage_access("read the Delta table", table_uri(warehouse, table)):
+        if version is not None:
+            delta.load_as_version(version)
+        frame: pd.DataFrame = delta.to_pandas(columns=columns, filters=[("sale_date", "=", sale_date)])
     return frame
 
 
@@ -329,9 +334,11 @@ def day_history(
     delta = open_table(warehouse, options, table)
     if delta is None:
         return []
+    with storage_access("read the history of the Delta table", table_uri(warehouse, table)):
+        history = delta.history()
     entries = [
         (int(entry["version"]), str(entry.get("retail_etl.run_id")))
-        for entry in delta.history()
+        for entry in history
         if entry.get("retail_etl.sale_date") == sale_date
     ]
     return sorted(entries, reverse=True)
@@ -357,8 +364,9 @@ def revert_day(
 ) -> int:
     """Commit the day's files as they were in table `version` (none if the day had none then)."""
     delta = ensure_table(warehouse, options, table)
-    delta.load_as_version(version)
-    files = day_files(delta, sale_date)
+    with storage_access("read the Delta table", table_uri(warehouse, table)):
+        delta.load_as_version(version)
+        files = day_files(delta, sale_date)
     published = [run for committed, run in day_history(warehouse, options, table, sale_date) if committed <= version]
     run_id = published[0] if published else ""
     return commit_day(warehouse, options, table, sale_date, files, run_id, {"retail_etl.restored": "true"}, expected)
@@ -371,7 +379,8 @@ def vacuum(
     delta = open_table(warehouse, options, table)
     if delta is None:
         return []
-    removed: list[str] = delta.vacuum(
-        retention_hours=math.ceil(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True
-    )
+    with storage_access("vacuum the Delta table", table_uri(warehouse, table)):
+        removed: list[str] = delta.vacuum(
+            retention_hours=math.ceil(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True
+        )
     return removed

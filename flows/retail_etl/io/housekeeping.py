@@ -20,7 +20,17 @@ from ..contract.layout import (
     STAGING,
 )
 from .delta import TABLES, vacuum
-from .storage import list_folder, location, read_json, remove_tree, write_bytes
+from .storage import (
+    exists,
+    list_folder,
+    location,
+    read_bytes,
+    read_json,
+    remove_tree,
+    storage_access,
+    url_of,
+    write_bytes,
+)
 
 
 def _modified(info: Mapping[str, Any]) -> datetime | None:
@@ -44,9 +54,12 @@ def _old_folders(fs: Any, parent: str, older_than: timedelta, keep: set[str]) ->
     cutoff = datetime.now(UTC) - older_than
     old = []
     for path in list_folder(fs, parent):
-        if posixpath.basename(path.rstrip("/")) in keep or not fs.isdir(path):
+        if posixpath.basename(path.rstrip("/")) in keep:
             continue
-        newest = _newest(fs, path)
+        with storage_access("inspect", url_of(fs, path)):
+            if not fs.isdir(path):
+                continue
+            newest = _newest(fs, path)
         if newest is None or newest < cutoff:
             old.append(path)
     return old
@@ -71,13 +84,14 @@ def remove_expired_results(warehouse: str, options: Mapping[str, Any] | None, ol
     for folder in (PREFECT_RESULTS, PREFECT_CACHE_KEYS):
         path = root.join(folder)
         root.fs.invalidate_cache(path)
-        if not root.fs.exists(path):
+        if not exists(root.fs, path):
             continue
-        for name, info in root.fs.find(path, detail=True).items():
-            moment = _modified(info)
-            if moment is not None and moment < cutoff:
-                root.fs.rm_file(name)
-                removed.append(root.url_of(name))
+        with storage_access("remove expired results from", root.url_of(path)):
+            for name, info in root.fs.find(path, detail=True).items():
+                moment = _modified(info)
+                if moment is not None and moment < cutoff:
+                    root.fs.rm_file(name)
+                    removed.append(root.url_of(name))
     return removed
 
 
@@ -91,7 +105,7 @@ def remove_replaced_rejected_files(
     for day_folder in list_folder(root.fs, base):
         day = posixpath.basename(day_folder.rstrip("/"))
         manifest = root.join(MANIFESTS, f"{day}.json")
-        current = read_json(root.fs, manifest).get("run_id") if root.fs.exists(manifest) else None
+        current = read_json(root.fs, manifest).get("run_id") if exists(root.fs, manifest) else None
         for path in _old_folders(root.fs, day_folder, older_than, {current} if current else set()):
             remove_tree(root.fs, path)
             removed.append(root.url_of(path))
@@ -119,8 +133,8 @@ def due(warehouse: str, options: Mapping[str, Any] | None, every: timedelta) -> 
     root = location(warehouse, options)
     marker = root.join(HOUSEKEEPING_MARKER)
     now = datetime.now(UTC)
-    if root.fs.exists(marker):
-        last = datetime.fromisoformat(root.fs.cat_file(marker).decode().strip())
+    if exists(root.fs, marker):
+        last = datetime.fromisoformat(read_bytes(root.fs, marker).decode().strip())
         if now - last < every:
             return False
     write_bytes(root.fs, marker, now.isoformat().encode())

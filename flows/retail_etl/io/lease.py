@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..contract.layout import LOCKS, day_partition
-from .storage import Location, location
+from .storage import Location, location, storage_access
 
 
 class LeaseBusy(Exception):
@@ -82,6 +82,28 @@ def day_lease(
     """Hold the day's lease for the duration; LeaseBusy if another run holds it past `wait_seconds`."""
     root = location(warehouse, options)
     path = root.join(LOCKS, f"{day_partition(sale_date)}.json")
+    with storage_access("take the day's lease", root.url_of(path)):
+        _acquire(root, path, run_id, wait_seconds, stale_after, poll_seconds)
+    stop = threading.Event()
+    refresher = threading.Thread(
+        target=_refresh, args=(root, path, run_id, stop, stale_after.total_seconds() / 4), daemon=True
+    )
+    refresher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        refresher.join()
+        with storage_access("release the day's lease", root.url_of(path)):
+            holder = _read(root, path)
+            if holder is not None and holder.get("run_id") == run_id:
+                root.fs.rm_file(path)
+
+
+def _acquire(
+    root: Location, path: str, run_id: str, wait_seconds: float, stale_after: timedelta, poll_seconds: float
+) -> None:
+    """Create the lease, waiting for a live holder up to `wait_seconds` and taking over a dead one's."""
     deadline = time.monotonic() + wait_seconds
     while not _create(root, path, _record(run_id)):
         holder = _read(root, path)
@@ -94,25 +116,14 @@ def day_lease(
         if time.monotonic() >= deadline:
             raise LeaseBusy(str(holder.get("run_id")))
         time.sleep(poll_seconds)
-    stop = threading.Event()
-    refresher = threading.Thread(
-        target=_refresh, args=(root, path, run_id, stop, stale_after.total_seconds() / 4), daemon=True
-    )
-    refresher.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        refresher.join()
-        holder = _read(root, path)
-        if holder is not None and holder.get("run_id") == run_id:
-            root.fs.rm_file(path)
 
 
 def holds_lease(warehouse: str, options: Mapping[str, Any] | None, sale_date: str, run_id: str) -> bool:
     """Whether `run_id` still holds the day's lease (a run that lost it must not publish)."""
     root = location(warehouse, options)
-    holder = _read(root, root.join(LOCKS, f"{day_partition(sale_date)}.json"))
+    path = root.join(LOCKS, f"{day_partition(sale_date)}.json")
+    with storage_access("read the day's lease", root.url_of(path)):
+        holder = _read(root, path)
     return holder is not None and holder.get("run_id") == run_id
 
 

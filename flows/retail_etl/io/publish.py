@@ -41,7 +41,17 @@ from .delta import (
     write_data_file,
 )
 from .lease import holds_lease
-from .storage import Location, location, normalize, read_json, read_parquet_dir, remove_tree, write_bytes, write_parquet
+from .storage import (
+    Location,
+    exists,
+    location,
+    normalize,
+    read_json,
+    read_parquet_dir,
+    remove_tree,
+    write_bytes,
+    write_parquet,
+)
 
 #: Tables are committed in this order; the manifest is written after the last one.
 COMMIT_ORDER: tuple[str, ...] = ("curated", "quarantine", "marts")
@@ -172,7 +182,7 @@ class DayPublication:
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
         directory = self.candidate_dir(bucket)
-        if not self.root.fs.exists(directory):
+        if not exists(self.root.fs, directory):
             return pd.DataFrame()
         candidates = read_parquet_dir(self.root.fs, directory)
         if len(candidates):
@@ -241,7 +251,7 @@ def rollback_day(warehouse: str, options: Mapping[str, Any] | None, sale_date: s
     restore that run's manifest (with the new table versions). Returns the restored manifest."""
     root = location(warehouse, options)
     current_path = root.join(MANIFESTS, manifest_name(sale_date))
-    if not root.fs.exists(current_path):
+    if not exists(root.fs, current_path):
         raise NothingPublishedError(f"{sale_date} was never published in {root.url}")
     current = Manifest.model_validate(read_json(root.fs, current_path))
     published_in = [
@@ -251,7 +261,7 @@ def rollback_day(warehouse: str, options: Mapping[str, Any] | None, sale_date: s
     earlier = [
         run
         for _, run in day_history(root.url, options, TABLES["curated"], sale_date)
-        if run != current.run_id and run in complete and root.fs.exists(run_manifest_path(root, sale_date, run))
+        if run != current.run_id and run in complete and exists(root.fs, run_manifest_path(root, sale_date, run))
     ]
     if not earlier:
         raise NothingPublishedError(f"{sale_date} has no earlier publication than run {current.run_id} to roll back to")

@@ -17,8 +17,8 @@ import pandas as pd
 
 from ..contract.layout import MANIFESTS
 from ..contract.manifest import Manifest
-from .delta import TABLES, open_table
-from .storage import list_folder, location, read_json
+from .delta import TABLES, open_table, table_uri
+from .storage import list_folder, location, read_json, storage_access
 
 
 def load_marts(warehouse: str, start: date, end: date, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -26,9 +26,10 @@ def load_marts(warehouse: str, start: date, end: date, options: Mapping[str, Any
     delta = open_table(warehouse, options, TABLES["marts"])
     if delta is None:
         return pd.DataFrame(columns=["sale_date", "region", "revenue", "units", "transactions"])
-    frame: pd.DataFrame = delta.to_pandas(
-        filters=[("sale_date", ">=", start.isoformat()), ("sale_date", "<=", end.isoformat())]
-    )
+    with storage_access("read the Delta table", table_uri(warehouse, TABLES["marts"])):
+        frame: pd.DataFrame = delta.to_pandas(
+            filters=[("sale_date", ">=", start.isoformat()), ("sale_date", "<=", end.isoformat())]
+        )
     return frame.sort_values(["sale_date", "region"], kind="stable").reset_index(drop=True)
 
 

@@ -2,6 +2,9 @@
 
 Every path the pipeline handles is a URL string (a local absolute path or
 ``s3://bucket/prefix``); `location` turns it into a filesystem plus a path.
+Wherever the pipeline touches storage, `storage_access` turns a refusal (wrong or missing
+credentials, a bucket policy, a folder's permissions) into `StorageAccessError`, which names
+the operation and the URL and is never retried.
 
 >>> loc = location("/tmp/wh")
 >>> loc.join("curated", "sales")
@@ -10,11 +13,14 @@ Every path the pipeline handles is a URL string (a local absolute path or
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import posixpath
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +28,9 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake.exceptions import DeltaError
+
+from ..errors import StorageAccessError
 
 
 def is_remote(url: str | os.PathLike) -> bool:
@@ -37,6 +46,110 @@ def normalize(url: str | os.PathLike) -> str:
     if url.startswith("file://"):
         url = url[len("file://") :]
     return os.path.abspath(os.path.expanduser(url))
+
+
+#: S3 error codes that refuse the request for who sent it (s3fs raises PermissionError for them).
+REFUSAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccountProblem",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidSecurity",
+        "InvalidToken",
+        "NotSignedUp",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+#: botocore's "no usable credentials" errors, by name (botocore is s3fs's, not a dependency of ours).
+CREDENTIAL_ERRORS = frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "ProfileNotFound"}
+)
+#: How delta-rs (object_store) words a refusal when no S3 error code comes with it.
+_REFUSAL_WORDS = {
+    "403 Forbidden": "403 Forbidden",
+    "lacked the necessary privileges": "403 Forbidden",
+    "401 Unauthorized": "401 Unauthorized",
+    "lacked valid authentication": "401 Unauthorized",
+}
+S3_HINT = (
+    "check the S3 credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the pod's role) "
+    "and the bucket policy"
+)
+LOCAL_HINT = "check that the user running retail-etl may read and write that folder"
+
+
+def refusal(error: BaseException) -> str | None:
+    """Why the storage refused access, if `error` is such a refusal (None for any other failure,
+    which may be transient). Only an error code goes into the reason: never a message, which
+    could quote a key.
+
+    >>> refusal(PermissionError(errno.EACCES, "Permission denied"))
+    'permission denied'
+    >>> refusal(OSError("Generic S3 error ... 403 Forbidden <Error><Code>InvalidAccessKeyId</Code>"))
+    'access denied (InvalidAccessKeyId)'
+    >>> refusal(OSError("Generic S3 error ... 503 Service Unavailable")) is None
+    True
+    """
+    if type(error).__name__ in CREDENTIAL_ERRORS:
+        return f"no usable credentials ({type(error).__name__})"
+    if isinstance(error, PermissionError):
+        code = _client_error_code(error.__cause__)
+        if code:
+            return f"access denied ({code})"
+        return "permission denied" if error.errno in (errno.EACCES, errno.EPERM) else "access denied"
+    if isinstance(error, OSError) and error.errno == errno.EROFS:
+        return "read-only file system"
+    if isinstance(error, OSError | DeltaError):
+        status = _object_store_refusal(str(error))
+        return f"access denied ({status})" if status else None
+    return None
+
+
+def _client_error_code(cause: BaseException | None) -> str | None:
+    """The S3 error code of the botocore ClientError s3fs translated (a HEAD request has none but 403)."""
+    code = str((getattr(cause, "response", None) or {}).get("Error", {}).get("Code") or "")
+    return "403 Forbidden" if code == "403" else code or None
+
+
+def _object_store_refusal(text: str) -> str | None:
+    """The S3 code or HTTP status of a refusal in a delta-rs (object_store) message."""
+    codes = [code for code in re.findall(r"<Code>(\w+)</Code>", text) if code in REFUSAL_CODES]
+    statuses = [status for words, status in _REFUSAL_WORDS.items() if words in text]
+    return (codes + statuses or [None])[0]
+
+
+@contextmanager
+def storage_access(operation: str, url: str) -> Iterator[None]:
+    """Turn a refusal of access into one StorageAccessError naming the operation and the URL:
+    a bare "Forbidden" names neither, and no retry fixes credentials or a policy.
+
+    >>> with storage_access("write", "/srv/warehouse/manifests"):  # doctest: +ELLIPSIS
+    ...     raise PermissionError(errno.EACCES, "Permission denied")
+    Traceback (most recent call last):
+    ...
+    retail_etl.errors.StorageAccessError: cannot write /srv/warehouse/manifests: permission denied; check ...
+    """
+    try:
+        yield
+    except Exception as error:
+        reason = refusal(error)
+        if reason is None:
+            raise
+        hint = S3_HINT if is_remote(url) else LOCAL_HINT
+        raise StorageAccessError(f"cannot {operation} {_shorten(url)}: {reason}; {hint}") from error
+
+
+def _shorten(url: str, limit: int = 300) -> str:
+    return url if len(url) <= limit else url[: limit - 3] + "..."
+
+
+def url_of(fs: Any, path: str) -> str:
+    """The URL of a filesystem path, for messages (``s3://bucket/key``, or the local path)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else str(fs.unstrip_protocol(path))
 
 
 @dataclass(frozen=True)
@@ -71,20 +184,22 @@ def location(url: str | os.PathLike, options: Mapping[str, Any] | None = None) -
 def make_bucket(bucket: str, options: Mapping[str, Any] | None = None) -> bool:
     """Create an S3 bucket unless it exists; True if created. (us-east-1 takes no location constraint.)"""
     fs = location(f"s3://{bucket}", options).fs
-    if fs.exists(bucket):
-        return False
-    params: dict[str, Any] = {"Bucket": bucket}
-    region = (dict(options or {}).get("client_kwargs") or {}).get("region_name")
-    if region and region != "us-east-1":
-        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    fs.call_s3("create_bucket", **params)
+    with storage_access("create the bucket", f"s3://{bucket}"):
+        if fs.exists(bucket):
+            return False
+        params: dict[str, Any] = {"Bucket": bucket}
+        region = (dict(options or {}).get("client_kwargs") or {}).get("region_name")
+        if region and region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        fs.call_s3("create_bucket", **params)
     fs.invalidate_cache()
     return True
 
 
 def file_identity(fs: Any, path: str) -> dict[str, Any]:
     """Size plus ETag or modification time: what changes when a file is rewritten."""
-    info = fs.info(path)
+    with storage_access("inspect", url_of(fs, path)):
+        info = fs.info(path)
     identity: dict[str, Any] = {"size": int(info.get("size") or 0)}
     etag = info.get("ETag") or info.get("etag")
     if etag:
@@ -96,14 +211,21 @@ def file_identity(fs: Any, path: str) -> dict[str, Any]:
 
 
 def write_bytes(fs: Any, path: str, data: bytes) -> None:
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    with fs.open(path, "wb") as handle:
-        handle.write(data)
+    with storage_access("write", url_of(fs, path)):
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            handle.write(data)
+
+
+def read_bytes(fs: Any, path: str) -> bytes:
+    """One whole object (pyarrow over an fsspec handle would make many small Python-level reads)."""
+    with storage_access("read", url_of(fs, path)):
+        data: bytes = fs.cat_file(path)
+    return data
 
 
 def read_json(fs: Any, path: str) -> Any:
-    with fs.open(path, "rb") as handle:
-        return json.load(handle)
+    return json.loads(read_bytes(fs, path))
 
 
 #: Columns with unique values (dictionary-encoding them is wasted work, measured ~25% of a write).
@@ -130,28 +252,38 @@ def read_parquet_files(
     tables = []
     for url in urls:
         loc = location(url, options)
-        tables.append(pq.read_table(io.BytesIO(loc.fs.cat_file(loc.root)), columns=columns))
+        tables.append(pq.read_table(io.BytesIO(read_bytes(loc.fs, loc.root)), columns=columns))
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
 
 
 def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd.DataFrame:
     """All Parquet files directly under `path` (in name order) as one DataFrame."""
     fs.invalidate_cache(path)
-    files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
-    # Whole-object reads: pyarrow over an fsspec handle makes many small Python-level reads.
-    tables = [pq.read_table(io.BytesIO(fs.cat_file(p)), columns=columns) for p in files]
+    with storage_access("list", url_of(fs, path)):
+        files = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
+    tables = [pq.read_table(io.BytesIO(read_bytes(fs, p)), columns=columns) for p in files]
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+
+
+def exists(fs: Any, path: str) -> bool:
+    """Whether `path` exists; a refusal is an error, not a "no"."""
+    with storage_access("look for", url_of(fs, path)):
+        found: bool = fs.exists(path)
+    return found
 
 
 def list_folder(fs: Any, path: str) -> list[str]:
     """What is directly under `path`, listed fresh from the store (no stale listing cache),
     sorted; empty if `path` does not exist."""
     fs.invalidate_cache(path)
-    if not fs.exists(path):
-        return []
-    return sorted(fs.ls(path, detail=False))
+    with storage_access("list", url_of(fs, path)):
+        try:  # listing straight away (no HEAD first) keeps S3's error code in a refusal
+            return sorted(fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
 
 
 def remove_tree(fs: Any, path: str) -> None:
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    with storage_access("delete", url_of(fs, path)):
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
