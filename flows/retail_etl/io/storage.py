@@ -22,6 +22,7 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 
 def is_remote(url: str | os.PathLike) -> bool:
@@ -82,16 +83,68 @@ def make_bucket(bucket: str, options: Mapping[str, Any] | None = None) -> bool:
     return True
 
 
-def file_identity(fs: Any, path: str) -> dict[str, Any]:
-    """Size plus ETag or modification time: what changes when a file is rewritten."""
-    info = fs.info(path)
-    identity: dict[str, Any] = {"size": int(info.get("size") or 0)}
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
-        identity["etag"] = str(etag).strip('"')
+def list_entries(fs: Any, path: str) -> list[dict[str, Any]]:
+    """What is directly under `path` with its details, from one listing (no request per entry),
+    sorted by name; empty if `path` does not exist. Local entries carry ``mtime_ns``,
+    ``ctime_ns`` and ``ino`` from the stat of the listing itself."""
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return []
+    if isinstance(fs, LocalFileSystem):
+        entries = _local_entries(path)
     else:
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
-        identity["mtime"] = str(mtime)
+        entries = fs.ls(path, detail=True)
+    return sorted(entries, key=lambda entry: str(entry["name"]))
+
+
+def _local_entries(path: str) -> list[dict[str, Any]]:
+    """A local folder's entries with what identifies their content (fsspec's local listing rounds times
+    to floats, and its ``created`` is the birth time where the platform has one, not the change time)."""
+    entries = []
+    with os.scandir(path) as found:
+        for entry in found:
+            stat = entry.stat()  # follows symbolic links, as reading the file does
+            kind = "directory" if entry.is_dir() else "file" if entry.is_file() else "other"
+            entries.append(
+                {
+                    "name": posixpath.join(path, entry.name),
+                    "type": kind,
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "ctime_ns": stat.st_ctime_ns,
+                    "ino": stat.st_ino,
+                }
+            )
+    return entries
+
+
+#: Listing details that change when an object's content can have changed: S3's ETag, VersionId
+#: (versioned buckets) and LastModified; on local disk modification time, change time and inode.
+IDENTITY_KEYS = ("ETag", "etag", "VersionId", "LastModified", "mtime_ns", "ctime_ns", "ino")
+
+
+def file_identity(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a listed file's content: its size plus every identity detail the listing has.
+
+    Local disk: a same-size rewrite whose modification time is set back (``os.utime``) still moves
+    the change time, which only the kernel sets. What it cannot see is a rewrite of identical size
+    within the file system's timestamp resolution that also keeps the inode: a store needs content
+    hashes (ETags) for that.
+
+    >>> file_identity({"size": 3, "ETag": '"abc"', "LastModified": "2024-01-15 06:00:00+00:00"})
+    {'size': 3, 'etag': 'abc', 'LastModified': '2024-01-15 06:00:00+00:00'}
+    """
+    identity: dict[str, Any] = {"size": int(entry.get("size") or 0)}
+    for key in IDENTITY_KEYS:
+        value = entry.get(key)
+        if value is None or value == "":
+            continue
+        if key in ("ETag", "etag"):
+            identity["etag"] = str(value).strip('"')
+        else:
+            identity[key] = value if isinstance(value, int) else str(value)
+    if len(identity) == 1 and entry.get("mtime") is not None:  # another fsspec backend
+        identity["mtime"] = str(entry["mtime"])
     return identity
 
 

@@ -191,7 +191,10 @@ def _publish(
 ) -> tuple[Manifest, pd.DataFrame]:
     """The day's work while it holds its slot: validate, de-duplicate, aggregate, commit."""
     warehouse, options, sale_date, run_id = day.warehouse, day.options, day.sale_date, day.run_id
-    sources = list_landing_files.with_options(**io)(landing, sale_date, options)
+    listing = list_landing_files.with_options(**io)(landing, sale_date, options)
+    sources = listing.files
+    if listing.skipped:
+        logger.info("skipped %d entries of the landing folder that are not landing files", len(listing.skipped))
     if not sources:
         if not allow_empty:
             raise EmptyLandingError(
@@ -245,6 +248,7 @@ def _publish(
         rejected=rejected,
         reasons=reason_counts((o.reasons for o in accepted), sum(b.duplicates for b in buckets_done)),
         regions=summaries,
+        skipped=listing.skipped,
     )
     mart = mart_frame(summaries)
     quarantine = [f for batch in validated for f in batch.quarantine] + [

@@ -31,7 +31,7 @@ from ..core.enrich import enrich
 from ..core.parse import RAW_COLUMNS, read_landing_bytes, reject
 from ..errors import RejectedFile, RetailEtlError
 from ..io.delta import DataFile
-from ..io.landing import LandingFile, list_day, read_landing
+from ..io.landing import DayListing, LandingFile, list_day, read_landing
 from ..io.publish import DayPublication, DayPublisher
 from ..io.storage import read_parquet_files
 from .results import ParquetSerializer, cache_key_storage, landing_cache_key
@@ -59,8 +59,8 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="list-landing-files", persist_result=True, cache_policy=NO_CACHE)
-def list_landing_files(landing: str, sale_date: str, options: dict[str, Any]) -> list[LandingFile]:
-    """Every file of the day's landing partition, sorted by name (the duplicate tie-break)."""
+def list_landing_files(landing: str, sale_date: str, options: dict[str, Any]) -> DayListing:
+    """Every file of the day's landing partition, sorted by name (the duplicate tie-break), and what was skipped."""
     return list_day(landing, sale_date, options)
 
 
