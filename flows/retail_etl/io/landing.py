@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,6 +77,17 @@ def list_day(landing: str, sale_date: str, options: Mapping[str, Any] | None = N
         else:
             files.append(LandingFile(url=url, name=name, identity=file_identity(entry)))
     return DayListing(files=files, skipped=skipped)
+
+
+def read_landing_files(sources: Sequence[LandingFile], options: Mapping[str, Any] | None = None) -> list[bytes]:
+    """The bytes of several landing files (of one store), in order, in one call: concurrent requests on
+    S3. ``cat_ranges`` rather than ``cat``: it takes the paths literally (``cat`` expands a name holding
+    ``*``, ``?`` or ``[`` as a glob). Any I/O error raises."""
+    if not sources:
+        return []
+    fs = location(sources[0].url, options).fs
+    paths = [location(source.url, options).root for source in sources]
+    return list(fs.cat_ranges(paths, None, None, on_error="raise"))
 
 
 def read_landing(source: LandingFile, options: Mapping[str, Any] | None = None) -> bytes:
