@@ -14,7 +14,7 @@ import io
 import json
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,15 +176,13 @@ def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table, compressio
     write_bytes(fs, path, parquet_bytes(frame, compression))
 
 
-def read_parquet_files(
+def iter_parquet_files(
     urls: list[str], options: Mapping[str, Any] | None = None, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """The Parquet files at `urls` (in that order) as one DataFrame."""
-    tables = []
+) -> Iterator[pd.DataFrame]:
+    """The Parquet files at `urls`, one DataFrame at a time (in that order)."""
     for url in urls:
         loc = location(url, options)
-        tables.append(pq.read_table(io.BytesIO(loc.fs.cat_file(loc.root)), columns=columns))
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
+        yield pq.read_table(io.BytesIO(loc.fs.cat_file(loc.root)), columns=columns).to_pandas()
 
 
 def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd.DataFrame:

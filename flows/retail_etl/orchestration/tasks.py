@@ -22,7 +22,7 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
 from ..contract.manifest import AcceptedFile, Manifest, RejectedFileRecord
-from ..core.aggregate import RegionSummary, region_summary
+from ..core.aggregate import RegionSummary, region_summary_of_parts
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
 from ..core.extraction import VERDICTS, LandingBytes, extract_files, is_landing_name, split_verdicts
@@ -31,7 +31,7 @@ from ..errors import RetailEtlError
 from ..io.delta import DataFile
 from ..io.landing import DayListing, LandingFile, list_day, read_landing, read_landing_files
 from ..io.publish import DayPublication, DayPublisher
-from ..io.storage import read_parquet_files
+from ..io.storage import iter_parquet_files
 from .results import ParquetSerializer, batch_cache_key, cache_key_storage
 
 #: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
@@ -192,9 +192,10 @@ def transform_bucket(
 
 @task(name="aggregate-region", persist_result=True, cache_policy=WITHIN_RUN)
 def aggregate_region(region: str, file_urls: list[str], options: dict[str, Any]) -> RegionSummary:
-    """Mart row of one region, from this run's curated data files of it (read where the task runs)."""
-    rows = read_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
-    summary = region_summary(region, rows)
+    """Mart row of one region, from this run's curated data files of it (read where the task runs, one
+    file at a time: a region may hold most of a day)."""
+    parts = iter_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
+    summary = region_summary_of_parts(region, parts)
     get_run_logger().debug("region %s: %d rows, revenue %.2f", region, summary.transactions, summary.revenue)
     return summary
 
