@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_etl.io.landing import list_day
+from retail_etl.io.landing import list_day, read_landing_files
 
 DAY = "2024-01-15"
 
@@ -45,6 +45,18 @@ def test_folders_hidden_files_and_markers_are_skipped_and_named(tmp_path):
         "S003.csv": "directory",
     }
     assert all(e.file.startswith(str(folder)) for e in listing.skipped)
+
+
+def test_a_batch_is_read_in_order_and_an_io_error_raises(tmp_path):
+    folder = day_folder(tmp_path)
+    for name, text in (("S[1].csv", "one"), ("S*.csv", "star"), ("S2.csv", "two")):
+        (folder / name).write_text(text)
+    files = list_day(str(tmp_path), DAY).files
+    assert [f.name for f in files] == ["S*.csv", "S2.csv", "S[1].csv"]
+    assert read_landing_files(files) == [b"star", b"two", b"one"]  # names are paths, never globs
+    (folder / "S2.csv").unlink()
+    with pytest.raises(FileNotFoundError):
+        read_landing_files(files)
 
 
 def test_a_missing_day_lists_nothing(tmp_path):

@@ -206,7 +206,6 @@ def _publish(
     total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
     batches = plan_batches(sources, settings.batch_bytes, settings.batch_files)
-    del sources  # the batches hold the files now
 
     extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
     limits = ParseLimits(settings.max_record_lines, settings.max_record_bytes)
