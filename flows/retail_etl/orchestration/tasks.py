@@ -25,7 +25,7 @@ from ..contract.manifest import AcceptedFile, Manifest, RejectedFileRecord
 from ..core.aggregate import RegionSummary, region_summary_of_parts
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
-from ..core.extraction import VERDICTS, LandingBytes, extract_files, is_landing_name, split_verdicts
+from ..core.extraction import VERDICTS, LandingBytes, Verdict, extract_files, is_landing_name, split_verdicts
 from ..core.parse import ParseLimits
 from ..errors import RetailEtlError
 from ..io.delta import DataFile
@@ -134,18 +134,7 @@ def validate_files(
     day = DayPublication(warehouse, options, sale_date, run_id)
     sources = [source for _, source in batch]
     raw, verdicts = split_verdicts(extract(sources, options, limits))
-    accepted, rejected = [], []
-    for source, verdict in zip(sources, verdicts, strict=True):
-        if verdict.url != source.url:
-            raise RuntimeError(f"extraction of {source.url} returned the verdict of {verdict.url}")
-        if verdict.reason:
-            kept = day.write_rejected_file(source.name, read_landing(source, options))
-            detail = verdict.detail or ""
-            rejected.append(
-                RejectedFileRecord(file=source.url, reason=verdict.reason, detail=detail, quarantined_to=kept)
-            )
-        else:
-            accepted.append(AcceptedFile(file=source.url, rows=verdict.rows))
+    accepted, rejected = _file_records(day, sources, verdicts, options)
     if not len(raw):
         return BatchOutcome(accepted, rejected, {}, [])
     candidates, quarantine = split_field_checks(raw, rules)
@@ -161,6 +150,26 @@ def validate_files(
         len(quarantine),
     )
     return BatchOutcome(accepted, rejected, reasons, quarantine_files)
+
+
+def _file_records(
+    day: DayPublication, sources: list[LandingFile], verdicts: list[Verdict], options: dict[str, Any]
+) -> tuple[list[AcceptedFile], list[RejectedFileRecord]]:
+    """The manifest's record of each file; a rejected file is copied whole to quarantine/files (read
+    again: rejections are rare, and a cached verdict has no bytes)."""
+    accepted, rejected = [], []
+    for source, verdict in zip(sources, verdicts, strict=True):
+        if verdict.url != source.url:
+            raise RuntimeError(f"extraction of {source.url} returned the verdict of {verdict.url}")
+        if verdict.reason:
+            kept = day.write_rejected_file(source.name, read_landing(source, options))
+            record = RejectedFileRecord(
+                file=source.url, reason=verdict.reason, detail=verdict.detail or "", quarantined_to=kept
+            )
+            rejected.append(record)
+        else:
+            accepted.append(AcceptedFile(file=source.url, rows=verdict.rows))
+    return accepted, rejected
 
 
 @dataclass(frozen=True)
