@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     cache_expiration: timedelta = Field(timedelta(days=7), description="How long extracted files stay cached.")
 
     batch_bytes: int = Field(32 * 2**20, gt=0, description="Landing bytes per validate-files task (Dask).")
+    batch_files: int = Field(
+        500, ge=1, description="Landing files per validate-files task at most (tiny files cost their parsing)."
+    )
     bucket_bytes: int = Field(64 * 2**20, gt=0, description="Landing bytes per transaction_id bucket.")
     max_buckets: int = Field(64, ge=1, description="Upper bound on transaction_id buckets.")
 

@@ -28,16 +28,17 @@ import s3fs
 
 from retail_etl.errors import StorageAccessError
 from retail_etl.io.delta import TABLES, DataFile, commit_day, read_day, write_data_file
+from retail_etl.io.landing import LandingFile, read_landing_files
 from retail_etl.io.lease import day_lease
 from retail_etl.io.storage import (
-    file_identity,
+    iter_parquet_files,
+    list_entries,
     list_folder,
     location,
     make_bucket,
     read_bytes,
     read_json,
     read_parquet_dir,
-    read_parquet_files,
     remove_tree,
     write_bytes,
 )
@@ -203,16 +204,19 @@ def _key(auth: AuthS3, name: str) -> str:
 #: name: (the operation named, the call, the URL named)
 STORAGE_CALLS: dict[str, tuple[str, Callable[[AuthS3], Any], Callable[[AuthS3], str]]] = {
     "list_folder": ("list", lambda a: list_folder(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),
-    "file_identity": (
-        "inspect",
-        lambda a: file_identity(_fs(a), _key(a, "S001.csv")),
-        lambda a: f"{a.day_folder}/S001.csv",
-    ),
+    "list_entries": ("list", lambda a: list_entries(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),
     "read_bytes": ("read", lambda a: read_bytes(_fs(a), _key(a, "S001.csv")), lambda a: f"{a.day_folder}/S001.csv"),
     "read_json": ("read", lambda a: read_json(_fs(a), _key(a, "m.json")), lambda a: f"{a.day_folder}/m.json"),
-    "read_parquet_files": (
+    "read_landing_files": (
         "read",
-        lambda a: read_parquet_files([f"{a.day_folder}/p.parquet"], a.options),
+        lambda a: read_landing_files(
+            [LandingFile(url=f"{a.day_folder}/S001.csv", name="S001.csv", identity={})], a.options
+        ),
+        lambda a: a.day_folder,
+    ),
+    "iter_parquet_files": (
+        "read",
+        lambda a: list(iter_parquet_files([f"{a.day_folder}/p.parquet"], a.options)),
         lambda a: f"{a.day_folder}/p.parquet",
     ),
     "read_parquet_dir": ("list", lambda a: read_parquet_dir(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),

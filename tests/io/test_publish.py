@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -202,14 +203,55 @@ def test_candidates_round_trip_keeps_original_spellings(tmp_path):
     assert back["transaction_id"].tolist() == ["a", "b", "c"] and back["raw_line"].isna().all()
 
 
+def candidates(run_id: str, count: int, files: int = 1) -> pd.DataFrame:
+    """Rows as they leave the field checks: raw strings, spread over `files` landing files."""
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"{run_id}-t{i}" for i in range(count)],
+            "sale_date": DAY,
+            "store_id": "S1",
+            "region": "north",
+            "product": "tea",
+            "quantity": "1",
+            "unit_price": "2.00",
+            "source_line": range(2, count + 2),
+            "raw_line": pd.Series([None] * count, dtype="str"),
+            "source_file": pd.Categorical([f"/landing/{run_id}-{i % files:05d}.csv" for i in range(count)]),
+        }
+    )
+
+
+@pytest.mark.parametrize("sizes", [(100, 200), (200, 100), (1, 300)])
+def test_candidates_of_small_and_large_batches_read_back_together(tmp_path, sizes):
+    """A batch of more than 127 files gave int16 Categorical codes, a smaller one int8: one schema now."""
+    day = DayPublication(str(tmp_path), None, DAY, "r")
+    batches = [candidates(f"b{index}", 2 * files, files=files) for index, files in enumerate(sizes)]
+    for index, batch in enumerate(batches):
+        day.write_candidates(batch, index * 1000, 3)
+    back = pd.concat([day.read_candidates(b) for b in range(3)], ignore_index=True)
+    assert sorted(back["transaction_id"]) == sorted(pd.concat(batches)["transaction_id"])
+    assert back["source_file"].nunique() == sum(sizes)
+
+
+def test_quarantine_files_of_small_and_large_batches_have_the_table_schema(tmp_path):
+    day = DayPublication(str(tmp_path), None, DAY, "r")
+    written = []
+    for part, files in (("f000000", 100), ("f000100", 200)):
+        frame = quarantine_rows(part, 2 * files)
+        frame["source_file"] = pd.Categorical([f"/landing/{i % files:05d}.csv" for i in range(2 * files)])
+        written += day.write_quarantine(frame, part)
+    schemas = {pq.read_schema(tmp_path / TABLES["quarantine"].path / f.path).remove_metadata() for f in written}
+    assert schemas == {TABLES["quarantine"].file_schema}
+
+
 def test_cleanup_removes_only_this_runs_scratch(tmp_path):
     publish(tmp_path, "run1", ["north"])
     published = read(tmp_path, "curated")
     other = DayPublication(str(tmp_path), None, DAY, "other")
-    other.write_candidates(rows("other", ["north"]).assign(sale_date=DAY), 0, 1)
+    other.write_candidates(candidates("other", 1), 0, 1)
 
     day = DayPublication(str(tmp_path), None, DAY, "run2")
-    day.write_candidates(rows("run2", ["north"]).assign(sale_date=DAY), 0, 2)
+    day.write_candidates(candidates("run2", 1), 0, 2)
     written = day.write_curated(rows("run2", ["south"]), "b0000")
     kept = Path(day.write_rejected_file("bad.csv", b"\xff\xfe"))
     assert (tmp_path / "_staging" / "run2").is_dir()

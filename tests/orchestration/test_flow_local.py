@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -150,7 +151,7 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
     second = run_day(DAY, landing, warehouse)
 
     assert second.run_id != first.run_id
-    assert task_states(second.run_id, "extract-file") == ["Cached"] * 4
+    assert task_states(second.run_id, "extract-batch") == ["Cached"]
     assert all(second.tables[name] > first.tables[name] for name in TABLES)
     for name in TABLES:
         current, replaced = file_names(table(warehouse, name)), file_names(table(warehouse, name, first.tables[name]))
@@ -164,12 +165,12 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
     assert sorted(old["transaction_id"]) == sorted(curated["transaction_id"])  # same landing data, by time travel
     assert len(read(warehouse, "quarantine", version=first.tables["quarantine"])) == first.rows_quarantined
 
-    # Rewrite one store's file: only that file is extracted again.
+    # Rewrite one store's file: its batch (here all four files) is extracted again.
     generate_day(landing / "other", DAY, rows=1_500, stores=1, seed=99)
     target = landing / "sales" / f"sale_date={DAY}" / "S001.csv"
     target.write_bytes((landing / "other" / "sales" / f"sale_date={DAY}" / "S001.csv").read_bytes())
     third = run_day(DAY, landing, warehouse)
-    assert task_states(third.run_id, "extract-file") == ["Cached", "Cached", "Cached", "Completed"]
+    assert task_states(third.run_id, "extract-batch") == ["Completed"]
     assert third.rows_in == 3_000 + 1_500
     assert len(read(warehouse, "curated")) == third.rows_published
     assert read(warehouse, "marts")["transactions"].sum() == third.rows_published
@@ -182,9 +183,12 @@ def test_extraction_results_are_plain_parquet_in_result_storage(run_day, tmp_dir
     run_day(DAY, landing, warehouse)
     results = sorted((warehouse / "_prefect" / "results").glob("extract-*"))
     keys = sorted((warehouse / "_prefect" / "cache-keys").glob("extract-*"))
-    assert len(results) == 2 and [p.name for p in keys] == [p.name for p in results]
+    assert len(results) == 1 and [p.name for p in keys] == [p.name for p in results]  # one batch
     table = pq.read_table(results[0])
-    assert table.num_rows == 500 and "transaction_id" in table.column_names
+    assert table.num_rows == 1_000 and "transaction_id" in table.column_names
+    assert sorted(set(table.column("source_file").to_pylist())) == sorted(
+        str(p) for p in (landing / "sales" / f"sale_date={DAY}").iterdir()
+    )
     assert json.loads(keys[0].read_text())["serializer"]["type"] == "retail-etl-parquet"
 
 
@@ -296,3 +300,50 @@ def test_backfill_runs_every_day(dask_address, tmp_dirs, monkeypatch):
         start="2024-01-01", end="2024-01-03", landing=str(landing), warehouse=str(warehouse), return_state=True
     )
     assert state.is_failed() and "1 of 3 days failed: 2024-01-02" in state.message
+
+
+def test_a_rerun_served_from_the_cache_still_rejects_an_unreadable_file(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    day = generate_day(landing, DAY, rows=1_000, stores=2, seed=5, bad_files=2)
+    folder = landing / "sales" / f"sale_date={DAY}"
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".S009.csv.tmp").write_text("half an upload")
+    (folder / "S010.csv").mkdir()
+    first = run_day(DAY, landing, warehouse)
+    second = run_day(DAY, landing, warehouse)
+
+    assert task_states(second.run_id, "extract-batch") == ["Cached"]
+    assert len(second.files_rejected) == 2
+    assert [(f.file, f.reason, f.detail) for f in second.files_rejected] == [
+        (f.file, f.reason, f.detail) for f in first.files_rejected
+    ]
+    for rejected in second.files_rejected:
+        assert second.run_id in rejected.quarantined_to
+        assert Path(rejected.quarantined_to).read_bytes() == Path(rejected.file).read_bytes()
+    assert sorted(str(f) for f in day.bad_files) == sorted(f.file for f in second.files_rejected)
+    assert second.rows_in == first.rows_in == 1_000
+    assert {Path(e.file).name: e.why for e in second.files_skipped} == {
+        "_SUCCESS": "marker",
+        ".S009.csv.tmp": "hidden",
+        "S010.csv": "directory",
+    }
+
+
+def test_a_same_size_edit_with_its_modification_time_set_back_is_extracted_again(run_day, tmp_dirs):
+    landing, warehouse = tmp_dirs
+    folder = landing / "sales" / f"sale_date={DAY}"
+    folder.mkdir(parents=True)
+    target = folder / "S001.csv"
+    header = "transaction_id,sale_date,store_id,region,product,quantity,unit_price\n"
+    target.write_text(header + f"t1,{DAY},S001,north,tea,2,3.00\n")
+    first = run_day(DAY, landing, warehouse)
+    assert read(warehouse, "curated")["quantity"].tolist() == [2]
+
+    before = os.stat(target)
+    target.write_text(header + f"t1,{DAY},S001,north,tea,7,3.00\n")  # same size, other content
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(target).st_size == before.st_size and os.stat(target).st_mtime_ns == before.st_mtime_ns
+    second = run_day(DAY, landing, warehouse)
+    assert task_states(second.run_id, "extract-batch") == ["Completed"]
+    assert read(warehouse, "curated")["quantity"].tolist() == [7]
+    assert second.revenue == 21.0 and first.revenue == 6.0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +40,22 @@ class RejectedFileRecord(BaseModel):
     reason: str = Field(description="One of the file rejection reasons.")
     detail: str = Field(description="What was wrong, in one line.")
     quarantined_to: str = Field(description="Where the file's bytes are published.")
+
+
+#: Why an entry of a day's landing folder is not a landing file.
+SkipReason = Literal["directory", "hidden", "marker", "not_a_file"]
+
+
+class SkippedEntry(BaseModel):
+    """An entry of the day's landing folder that is not a landing file: nothing of it was read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str = Field(description="URL of the entry.")
+    why: SkipReason = Field(
+        description="`directory` (a folder, whatever its name), `hidden` (the name starts with `.`), "
+        "`marker` (the name starts with `_`, such as `_SUCCESS`) or `not_a_file` (a device, socket or pipe)."
+    )
 
 
 class RegionFigures(BaseModel):
@@ -69,6 +85,11 @@ class Manifest(BaseModel):
     quarantine_reasons: dict[str, int] = Field(default_factory=dict, description="Quarantined rows per reason.")
     files_accepted: list[AcceptedFile] = Field(default_factory=list)
     files_rejected: list[RejectedFileRecord] = Field(default_factory=list)
+    files_skipped: list[SkippedEntry] = Field(
+        default_factory=list,
+        description="Entries of the landing folder that are not landing files (folders, hidden files, markers), "
+        "so an upload that landed under the wrong name is visible.",
+    )
     regions: dict[str, RegionFigures] = Field(default_factory=dict, description="Published figures per region.")
     revenue: float = Field(description="Total revenue published, rounded to cents.")
     created_at: str = Field(default_factory=_now, description="When the manifest was built (UTC, ISO 8601).")

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..contract.columns import ROW_REASONS
-from ..contract.manifest import AcceptedFile, Manifest, RegionFigures, RejectedFileRecord
+from ..contract.manifest import AcceptedFile, Manifest, RegionFigures, RejectedFileRecord, SkippedEntry
 from .aggregate import RegionSummary
 
-__all__ = ["AcceptedFile", "RejectedFileRecord", "build_manifest", "reason_counts"]
+__all__ = ["AcceptedFile", "RejectedFileRecord", "SkippedEntry", "build_manifest", "reason_counts"]
 
 
 def reason_counts(per_file: Iterable[Mapping[str, int]], duplicates: int) -> dict[str, int]:
@@ -43,6 +43,7 @@ def build_manifest(
     rejected: list[RejectedFileRecord],
     reasons: dict[str, int],
     regions: list[RegionSummary],
+    skipped: Sequence[SkippedEntry] = (),
 ) -> Manifest:
     """Assemble the manifest; it refuses (RowAccountingError) if any row is unaccounted for."""
     ordered = sorted(regions, key=lambda summary: summary.region)
@@ -56,6 +57,7 @@ def build_manifest(
         quarantine_reasons=dict(sorted(reasons.items())),
         files_accepted=accepted,
         files_rejected=rejected,
+        files_skipped=list(skipped),
         regions={s.region: RegionFigures(rows=s.transactions, revenue=s.revenue) for s in ordered},
         revenue=round(sum(summary.revenue for summary in ordered), 2),
         retail_etl_version=version,

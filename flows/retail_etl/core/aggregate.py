@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import pandas as pd
 
 from ..contract.columns import MART_COLUMNS, TICKET_SIZES
@@ -33,19 +34,37 @@ class RegionSummary:
 
 def region_summary(region: str, rows: pd.DataFrame) -> RegionSummary:
     """Revenue, units, transactions, average ticket and counts per ticket size of one region."""
-    transactions = len(rows)
-    # Totals are whole cents: summing them as integers keeps a million rows' revenue exact.
-    cents = np.rint(rows["total"].to_numpy(dtype="float64") * 100).astype("int64")
-    revenue = int(cents.sum()) / 100
-    sizes = rows["ticket_size"].astype("str").value_counts() if transactions else pd.Series(dtype="int64")
-    counts = {f"{size}_tickets": int(sizes.get(size, 0)) for size in TICKET_SIZES}
+    return region_summary_of_parts(region, [rows])
+
+
+def region_summary_of_parts(region: str, parts: Iterable[pd.DataFrame]) -> RegionSummary:
+    """`region_summary` of the rows of every part, taking one part at a time (a data file), so a
+    region needs the memory of its largest file, not of all its rows. Revenue adds whole cents
+    (totals are rounded to cents), so the sum does not depend on how the rows are split.
+
+    >>> one = pd.DataFrame({"quantity": [1], "total": [0.1], "ticket_size": ["small"]})
+    >>> region_summary_of_parts("north", [one, one, one]).revenue
+    0.3
+    """
+    cents = units = transactions = 0
+    sizes: Counter[str] = Counter()
+    for rows in parts:
+        if not len(rows):
+            continue
+        transactions += len(rows)
+        units += int(rows["quantity"].sum())
+        cents += int((rows["total"] * 100).round().sum())
+        sizes.update(
+            {str(size): int(count) for size, count in rows["ticket_size"].astype("str").value_counts().items()}
+        )
+    revenue = cents / 100
     return RegionSummary(
         region=region,
         revenue=revenue,
-        units=int(rows["quantity"].sum()) if transactions else 0,
+        units=units,
         transactions=transactions,
         avg_ticket=round(revenue / transactions, 2) if transactions else 0.0,
-        **counts,
+        **{f"{size}_tickets": sizes[size] for size in TICKET_SIZES},
     )
 
 

@@ -4,6 +4,8 @@
 >>> files = [F(identity={"size": size}) for size in (30, 30, 30, 100, 5)]
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 64)]
 [[0, 1, 2], [3], [4]]
+>>> [[index for index, _ in batch] for batch in plan_batches(files, 64, max_files=2)]
+[[0, 1], [2, 3], [4]]
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import pandas as pd
 T = TypeVar("T")
 
 
-def plan_batches(sources: Sequence[T], target_bytes: int) -> list[list[tuple[int, T]]]:
-    """Group files (numbered in name order) into batches of about `target_bytes`, for coarse Dask tasks.
+def plan_batches(sources: Sequence[T], target_bytes: int, max_files: int | None = None) -> list[list[tuple[int, T]]]:
+    """Group files (numbered in name order) into batches of about `target_bytes` and at most `max_files`
+    files, for coarse Dask tasks. Batches are runs of consecutive files, so the duplicate check can
+    keep the first row by file name, then line.
 
-    Each source needs an ``identity`` mapping with its ``size`` in bytes.
+    Each source needs an ``identity`` mapping with its ``size`` in bytes. Many tiny files cost their
+    parsing more than their bytes: `max_files` spreads them over the workers.
     """
     batches: list[list[tuple[int, T]]] = []
     size = 0
     for index, source in enumerate(sources):
-        if not batches or size >= target_bytes:
+        if not batches or size >= target_bytes or (max_files and len(batches[-1]) >= max_files):
             batches.append([])
             size = 0
         batches[-1].append((index, source))

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
+from ..contract.columns import LANDING_COLUMNS
 from ..contract.layout import (
     CANDIDATES,
     MANIFESTS,
@@ -56,6 +57,18 @@ from .storage import (
 #: Tables are committed in this order; the manifest is written after the last one.
 COMMIT_ORDER: tuple[str, ...] = ("curated", "quarantine", "marts")
 
+#: Scratch rows of the duplicate check, in one schema whatever a batch held: pandas picks a
+#: Categorical's code width from its number of categories (int8 up to 127 files, then int16),
+#: and files of different widths could not be read back together.
+CANDIDATE_SCHEMA = pa.schema(
+    [pa.field(column, pa.string()) for column in LANDING_COLUMNS]
+    + [
+        pa.field("source_line", pa.int64()),
+        pa.field("source_file", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("id_hash", pa.int64()),
+    ]
+)
+
 
 def write_manifest(root: Location, manifest: Manifest) -> Manifest:
     """The day's manifest (one object, replaced whole), and a copy kept per run for rollback;
@@ -65,6 +78,12 @@ def write_manifest(root: Location, manifest: Manifest) -> Manifest:
     path = root.join(MANIFESTS, manifest_name(manifest.sale_date))
     write_bytes(root.fs, path, data)
     return manifest.model_copy(update={"manifest_url": root.url_of(path)})
+
+
+def candidate_table(rows: pd.DataFrame) -> pa.Table:
+    """Candidate rows as `CANDIDATE_SCHEMA` (extra columns dropped)."""
+    table = pa.Table.from_pandas(rows[CANDIDATE_SCHEMA.names], preserve_index=False)
+    return table.replace_schema_metadata(None).cast(CANDIDATE_SCHEMA)
 
 
 def run_manifest_path(root: Location, sale_date: str, run_id: str) -> str:
@@ -164,11 +183,12 @@ class DayPublication:
             return
         hashes = id_hashes(rows["transaction_id"])
         order, bounds = bucket_order(hashes, buckets)
-        rows = rows.drop(columns=["raw_line"], errors="ignore")
-        rows["id_hash"] = hashes.view("int64")  # lets the duplicate check look only at repeated hashes
-        # After the field checks sale_date is the run date; keep only spellings that differ (" 2024-01-15").
-        rows["sale_date"] = rows["sale_date"].where(rows["sale_date"] != self.sale_date)
-        table = pa.Table.from_pandas(rows, preserve_index=False).take(order)
+        rows = rows.assign(
+            id_hash=hashes.view("int64"),  # lets the duplicate check look only at repeated hashes
+            # After the field checks sale_date is the run date; keep only spellings that differ (" 2024-01-15").
+            sale_date=rows["sale_date"].where(rows["sale_date"] != self.sale_date),
+        )
+        table = candidate_table(rows).take(order)
         for bucket in range(buckets):
             if bounds[bucket + 1] > bounds[bucket]:
                 part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake.exceptions import DeltaError
+from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import StorageAccessError
 
@@ -196,17 +197,67 @@ def make_bucket(bucket: str, options: Mapping[str, Any] | None = None) -> bool:
     return True
 
 
-def file_identity(fs: Any, path: str) -> dict[str, Any]:
-    """Size plus ETag or modification time: what changes when a file is rewritten."""
-    with storage_access("inspect", url_of(fs, path)):
-        info = fs.info(path)
-    identity: dict[str, Any] = {"size": int(info.get("size") or 0)}
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
-        identity["etag"] = str(etag).strip('"')
-    else:
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
-        identity["mtime"] = str(mtime)
+def list_entries(fs: Any, path: str) -> list[dict[str, Any]]:
+    """What is directly under `path` with its details, from one listing (no request per entry),
+    sorted by name; empty if `path` does not exist. Local entries carry ``mtime_ns``,
+    ``ctime_ns`` and ``ino`` from the stat of the listing itself."""
+    fs.invalidate_cache(path)
+    with storage_access("list", url_of(fs, path)):
+        try:  # listing straight away (no HEAD first) keeps S3's error code in a refusal
+            entries = _local_entries(path) if isinstance(fs, LocalFileSystem) else fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+    return sorted(entries, key=lambda entry: str(entry["name"]))
+
+
+def _local_entries(path: str) -> list[dict[str, Any]]:
+    """A local folder's entries with what identifies their content (fsspec's local listing rounds times
+    to floats, and its ``created`` is the birth time where the platform has one, not the change time)."""
+    entries = []
+    with os.scandir(path) as found:
+        for entry in found:
+            stat = entry.stat()  # follows symbolic links, as reading the file does
+            kind = "directory" if entry.is_dir() else "file" if entry.is_file() else "other"
+            entries.append(
+                {
+                    "name": posixpath.join(path, entry.name),
+                    "type": kind,
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "ctime_ns": stat.st_ctime_ns,
+                    "ino": stat.st_ino,
+                }
+            )
+    return entries
+
+
+#: Listing details that change when an object's content can have changed: S3's ETag, VersionId
+#: (versioned buckets) and LastModified; on local disk modification time, change time and inode.
+IDENTITY_KEYS = ("ETag", "etag", "VersionId", "LastModified", "mtime_ns", "ctime_ns", "ino")
+
+
+def file_identity(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a listed file's content: its size plus every identity detail the listing has.
+
+    Local disk: a same-size rewrite whose modification time is set back (``os.utime``) still moves
+    the change time, which only the kernel sets. What it cannot see is a rewrite of identical size
+    within the file system's timestamp resolution that also keeps the inode: a store needs content
+    hashes (ETags) for that.
+
+    >>> file_identity({"size": 3, "ETag": '"abc"', "LastModified": "2024-01-15 06:00:00+00:00"})
+    {'size': 3, 'etag': 'abc', 'LastModified': '2024-01-15 06:00:00+00:00'}
+    """
+    identity: dict[str, Any] = {"size": int(entry.get("size") or 0)}
+    for key in IDENTITY_KEYS:
+        value = entry.get(key)
+        if value is None or value == "":
+            continue
+        if key in ("ETag", "etag"):
+            identity["etag"] = str(value).strip('"')
+        else:
+            identity[key] = value if isinstance(value, int) else str(value)
+    if len(identity) == 1 and entry.get("mtime") is not None:  # another fsspec backend
+        identity["mtime"] = str(entry["mtime"])
     return identity
 
 
@@ -245,15 +296,13 @@ def write_parquet(fs: Any, path: str, frame: pd.DataFrame | pa.Table, compressio
     write_bytes(fs, path, parquet_bytes(frame, compression))
 
 
-def read_parquet_files(
+def iter_parquet_files(
     urls: list[str], options: Mapping[str, Any] | None = None, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """The Parquet files at `urls` (in that order) as one DataFrame."""
-    tables = []
+) -> Iterator[pd.DataFrame]:
+    """The Parquet files at `urls`, one DataFrame at a time (in that order)."""
     for url in urls:
         loc = location(url, options)
-        tables.append(pq.read_table(io.BytesIO(read_bytes(loc.fs, loc.root)), columns=columns))
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
+        yield pq.read_table(io.BytesIO(read_bytes(loc.fs, loc.root)), columns=columns).to_pandas()
 
 
 def read_parquet_dir(fs: Any, path: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -31,11 +31,12 @@ from prefect_dask import DaskTaskRunner
 
 from .. import __version__
 from ..config import Settings, load_settings, split_regions
-from ..contract.manifest import AcceptedFile, Manifest
+from ..contract.manifest import Manifest
 from ..core.accounting import build_manifest, reason_counts
 from ..core.aggregate import mart_frame
 from ..core.checks import Rules
 from ..core.dates import date_range, default_run_date
+from ..core.parse import ParseLimits
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
 from ..io.housekeeping import due, remove_stale_scratch, vacuum_warehouse
@@ -191,7 +192,10 @@ def _publish(
 ) -> tuple[Manifest, pd.DataFrame]:
     """The day's work while it holds its slot: validate, de-duplicate, aggregate, commit."""
     warehouse, options, sale_date, run_id = day.warehouse, day.options, day.sale_date, day.run_id
-    sources = list_landing_files.with_options(**io)(landing, sale_date, options)
+    listing = list_landing_files.with_options(**io)(landing, sale_date, options)
+    sources = listing.files
+    if listing.skipped:
+        logger.info("skipped %d entries of the landing folder that are not landing files", len(listing.skipped))
     if not sources:
         if not allow_empty:
             raise EmptyLandingError(
@@ -201,22 +205,32 @@ def _publish(
         logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
     total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
-    batches = plan_batches(sources, settings.batch_bytes)
+    batches = plan_batches(sources, settings.batch_bytes, settings.batch_files)
 
     extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
+    limits = ParseLimits(settings.max_record_lines, settings.max_record_bytes)
     validated = (
         validate_files.with_options(**io)
-        .map(batches, unmapped(extract), warehouse, unmapped(options), sale_date, run_id, unmapped(rules), buckets)
+        .map(
+            batches,
+            unmapped(extract),
+            warehouse,
+            unmapped(options),
+            sale_date,
+            run_id,
+            unmapped(rules),
+            buckets,
+            unmapped(limits),
+        )
         .result()
         if batches
         else []
     )
-    outcomes = [outcome for batch in validated for outcome in batch.files]
-    rejected = [outcome.rejected for outcome in outcomes if outcome.rejected]
+    rejected = [record for batch in validated for record in batch.rejected]
     if rejected and strict:
         names = ", ".join(entry.file.rsplit("/", 1)[-1] for entry in rejected)
         raise StrictModeError(f"--strict: {len(rejected)} unreadable landing file(s) for {sale_date}: {names}")
-    accepted = [outcome for outcome in outcomes if not outcome.rejected]
+    accepted = [record for batch in validated for record in batch.accepted]
 
     buckets_done = (
         transform_bucket.with_options(**io)
@@ -241,10 +255,11 @@ def _publish(
         sale_date=sale_date,
         landing=landing,
         version=__version__,
-        accepted=[AcceptedFile(file=outcome.url, rows=outcome.rows) for outcome in accepted],
+        accepted=accepted,
         rejected=rejected,
-        reasons=reason_counts((o.reasons for o in accepted), sum(b.duplicates for b in buckets_done)),
+        reasons=reason_counts((batch.reasons for batch in validated), sum(b.duplicates for b in buckets_done)),
         regions=summaries,
+        skipped=listing.skipped,
     )
     mart = mart_frame(summaries)
     quarantine = [f for batch in validated for f in batch.quarantine] + [

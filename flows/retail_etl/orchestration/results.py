@@ -8,13 +8,18 @@ With the cache policy's own key storage, Prefect writes the serializer's bytes
 raw to result storage (metadata goes to the key storage), so a cached extraction
 is a plain Parquet object that pandas, DuckDB or Polars can open directly.
 Anything else Prefect persists through it (the exception of a failed run, say)
-falls back to cloudpickle, told apart by Parquet's ``PAR1`` magic bytes.
+falls back to cloudpickle, told apart by Parquet's ``PAR1`` magic bytes. A frame's
+``attrs`` (a batch's verdicts) are kept as JSON in the Parquet schema metadata, so a
+cache hit returns them too.
 
 >>> import pandas as pd
 >>> serializer = ParquetSerializer()
->>> blob = serializer.dumps(pd.DataFrame({"a": ["x", "y"]}))
->>> blob[:4], serializer.loads(blob)["a"].tolist()
-(b'PAR1', ['x', 'y'])
+>>> frame = pd.DataFrame({"a": ["x", "y"]})
+>>> frame.attrs["verdicts"] = [{"url": "s1.csv", "rows": 2}]
+>>> blob = serializer.dumps(frame)
+>>> back = serializer.loads(blob)
+>>> blob[:4], back["a"].tolist(), back.attrs
+(b'PAR1', ['x', 'y'], {'verdicts': [{'url': 's1.csv', 'rows': 2}]})
 >>> serializer.loads(serializer.dumps({"rows": 3}))
 {'rows': 3}
 """
@@ -26,21 +31,26 @@ import io
 import json
 import posixpath
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import cloudpickle
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect.filesystems import RemoteFileSystem
 from prefect.serializers import Serializer
 
 from ..contract.layout import PREFECT_CACHE_KEYS, PREFECT_RESULTS
-from ..core.parse import EXTRACT_VERSION
+from ..core.extraction import EXTRACTION_LAYOUT
+from ..core.parse import EXTRACT_VERSION, ParseLimits
 from ..io.landing import LandingFile
 from ..io.storage import is_remote, parquet_bytes
 
 PARQUET_MAGIC = b"PAR1"
+#: Parquet schema metadata key of a frame's ``attrs`` (JSON).
+ATTRS_KEY = b"retail_etl.attrs"
 
 
 class ParquetSerializer(Serializer):
@@ -50,19 +60,39 @@ class ParquetSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         if isinstance(obj, pd.DataFrame):
-            return parquet_bytes(obj)
+            return parquet_bytes(frame_table(obj))
         return cloudpickle.dumps(obj)
 
     def loads(self, blob: bytes) -> Any:
         if blob[:4] == PARQUET_MAGIC:
-            return pq.read_table(io.BytesIO(blob)).to_pandas()
+            table = pq.read_table(io.BytesIO(blob))
+            frame = table.to_pandas()
+            attrs = (table.schema.metadata or {}).get(ATTRS_KEY)
+            frame.attrs = json.loads(attrs) if attrs else {}
+            return frame
         return cloudpickle.loads(blob)
 
 
-def landing_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Same path, size and ETag/mtime (and extractor version) means the same extraction."""
-    source: LandingFile = parameters["source"]
-    payload = json.dumps([EXTRACT_VERSION, source.url, source.identity], sort_keys=True, default=str)
+def frame_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table, its ``attrs`` under our own metadata key (explicitly: whether
+    pyarrow's pandas metadata keeps them depends on its version)."""
+    bare = frame.copy(deep=False)
+    bare.attrs = {}
+    table = pa.Table.from_pandas(bare, preserve_index=False)
+    if not frame.attrs:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), ATTRS_KEY: json.dumps(frame.attrs)})
+
+
+def batch_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """The same extractor, parse limits and files (each one's URL and identity) mean the same extraction."""
+    batch: list[LandingFile] = parameters["batch"]
+    limits: ParseLimits = parameters["limits"]
+    payload = json.dumps(
+        [EXTRACT_VERSION, EXTRACTION_LAYOUT, asdict(limits), [[source.url, source.identity] for source in batch]],
+        sort_keys=True,
+        default=str,
+    )
     return "extract-" + hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -3,7 +3,7 @@
 Tasks take URLs and small values and return small summaries, never a day's data
 through Dask: each reads what it needs from storage where it runs (a Dask worker)
 and stages what it produces under the run's staging prefix. Only the cached
-extraction returns a DataFrame, and it runs nested inside the task that uses it.
+extraction of a batch returns a DataFrame, and it runs nested inside the task that uses it.
 `options` are fsspec's S3 options (endpoint, region: no credentials).
 """
 
@@ -13,28 +13,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel
 
-from ..contract.layout import LANDING_SUFFIXES
-from ..contract.manifest import Manifest, RejectedFileRecord
-from ..core.aggregate import RegionSummary, region_summary
+from ..contract.manifest import AcceptedFile, Manifest, RejectedFileRecord
+from ..core.aggregate import RegionSummary, region_summary_of_parts
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
-from ..core.parse import RAW_COLUMNS, read_landing_bytes, reject
-from ..errors import RejectedFile, RetailEtlError
+from ..core.extraction import VERDICTS, LandingBytes, Verdict, extract_files, is_landing_name, split_verdicts
+from ..core.parse import ParseLimits
+from ..errors import RetailEtlError
 from ..io.delta import DataFile
-from ..io.landing import LandingFile, list_day, read_landing
+from ..io.landing import DayListing, LandingFile, list_day, read_landing, read_landing_files
 from ..io.publish import DayPublication, DayPublisher
-from ..io.storage import read_parquet_files
-from .results import ParquetSerializer, cache_key_storage, landing_cache_key
+from ..io.storage import iter_parquet_files
+from .results import ParquetSerializer, batch_cache_key, cache_key_storage
 
 #: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
 #: transaction writes nothing); within one flow run a retry then reuses finished tasks.
@@ -59,30 +57,29 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="list-landing-files", persist_result=True, cache_policy=NO_CACHE)
-def list_landing_files(landing: str, sale_date: str, options: dict[str, Any]) -> list[LandingFile]:
-    """Every file of the day's landing partition, sorted by name (the duplicate tie-break)."""
+def list_landing_files(landing: str, sale_date: str, options: dict[str, Any]) -> DayListing:
+    """Every file of the day's landing partition, sorted by name (the duplicate tie-break), and what was skipped."""
     return list_day(landing, sale_date, options)
 
 
-@task(name="extract-file", persist_result=True, result_serializer=ParquetSerializer())
-def extract_file(source: LandingFile, options: dict[str, Any]) -> pd.DataFrame:
-    """Read one landing file into raw string rows.
+@task(name="extract-batch", persist_result=True, result_serializer=ParquetSerializer())
+def extract_batch(batch: list[LandingFile], options: dict[str, Any], limits: ParseLimits) -> pd.DataFrame:
+    """Read a batch of landing files (one concurrent read) into raw rows, with each file's verdict.
 
-    A file that cannot be read gives an empty frame whose ``attrs["rejected"]`` says why,
-    rather than an exception: the verdict is cached like any extraction, and one bad file
-    does not roll back the transaction of the batch it was read in. I/O errors still raise
-    (and are retried).
+    One cached task run per batch, not per file: a task run costs more than a small file. A file
+    that cannot be parsed is a verdict in the frame's ``attrs`` (kept in the cached Parquet's
+    metadata), not an exception: it is cached like rows, and one bad file does not fail its batch.
+    I/O errors raise (and are retried).
     """
-    try:
-        if not source.name.lower().endswith(LANDING_SUFFIXES):
-            raise reject("unsupported_file_type", f"{source.name}: expected {', '.join(LANDING_SUFFIXES)}")
-        frame = read_landing_bytes(read_landing(source, options), source.name)
-    except RejectedFile as rejected:
-        frame = pd.DataFrame({column: pd.Series(dtype="str") for column in RAW_COLUMNS})
-        frame.attrs["rejected"] = {"reason": rejected.reason, "detail": rejected.detail}
-        get_run_logger().warning("rejected %s: %s", source.name, rejected)
-        return frame
-    get_run_logger().info("extracted %d rows from %s", len(frame), source.name)
+    readable = [source for source in batch if is_landing_name(source.name)]
+    contents = dict(zip((source.url for source in readable), read_landing_files(readable, options), strict=True))
+    frame = extract_files([LandingBytes(s.url, s.name, contents.pop(s.url, None)) for s in batch], limits)
+    logger = get_run_logger()
+    verdicts = frame.attrs[VERDICTS]
+    for verdict in verdicts:
+        if verdict["reason"]:
+            logger.warning("rejected %s: %s: %s", verdict["url"], verdict["reason"], verdict["detail"])
+    logger.info("extracted %d rows from %d files of %d", len(frame), sum(not v["reason"] for v in verdicts), len(batch))
     return frame
 
 
@@ -93,9 +90,9 @@ def configured_extract(
     expiration: timedelta,
     io: dict[str, Any],
 ) -> Any:
-    """extract_file with the cache policy, expiry, retries and result storage of this warehouse."""
-    return extract_file.with_options(
-        cache_policy=CacheKeyFnPolicy(cache_key_fn=landing_cache_key).configure(
+    """extract_batch with the cache policy, expiry, retries and result storage of this warehouse."""
+    return extract_batch.with_options(
+        cache_policy=CacheKeyFnPolicy(cache_key_fn=batch_cache_key).configure(
             key_storage=cache_key_storage(warehouse, options)
         ),
         cache_expiration=expiration,
@@ -104,21 +101,14 @@ def configured_extract(
     )
 
 
-class FileOutcome(BaseModel):
-    """What validating one landing file found (small: it travels back through Dask)."""
-
-    url: str
-    name: str
-    rows: int = 0
-    reasons: dict[str, int] = {}
-    rejected: RejectedFileRecord | None = None
-
-
 @dataclass(frozen=True)
 class BatchOutcome:
-    """A validated batch: each file's outcome, and the quarantine data files it wrote."""
+    """A validated batch (small: it travels back through Dask): its files' outcomes, quarantined rows
+    per reason, and the quarantine data files it wrote."""
 
-    files: list[FileOutcome]
+    accepted: list[AcceptedFile]
+    rejected: list[RejectedFileRecord]
+    reasons: dict[str, int]
     quarantine: list[DataFile]
 
 
@@ -132,8 +122,9 @@ def validate_files(
     run_id: str,
     rules: Rules,
     buckets: int,
+    limits: ParseLimits,
 ) -> BatchOutcome:
-    """Extract (cached, per file) and validate a batch of landing files where the task runs (a Dask worker).
+    """Extract (cached, per batch) and validate a batch of landing files where the task runs (a Dask worker).
 
     The batch is checked in one pass (pandera's cost per call is then paid once); quarantine
     rows go to a (not yet committed) data file of the quarantine table, and the rows still in
@@ -141,33 +132,16 @@ def validate_files(
     Unreadable files are copied whole.
     """
     day = DayPublication(warehouse, options, sale_date, run_id)
-    outcomes: list[FileOutcome] = []
-    frames: list[pd.DataFrame] = []
-    for _, source in batch:
-        raw = extract(source, options)
-        if "rejected" in raw.attrs:
-            kept = day.write_rejected_file(source.name, read_landing(source, options))
-            record = RejectedFileRecord(file=source.url, **raw.attrs["rejected"], quarantined_to=kept)
-            outcomes.append(FileOutcome(url=source.url, name=source.name, rejected=record))
-            continue
-        outcomes.append(FileOutcome(url=source.url, name=source.name, rows=len(raw)))
-        frames.append(raw)
-    if not frames:
-        return BatchOutcome(outcomes, [])
-    accepted = {outcome.url: outcome for outcome in outcomes if not outcome.rejected}
-    raw = pd.concat(frames, ignore_index=True)
-    raw["source_file"] = pd.Categorical.from_codes(
-        np.repeat(np.arange(len(frames)), [len(frame) for frame in frames]), categories=pd.Index(list(accepted))
-    )
-    del frames
+    sources = [source for _, source in batch]
+    raw, verdicts = split_verdicts(extract(sources, options, limits))
+    accepted, rejected = _file_records(day, sources, verdicts, options)
+    if not len(raw):
+        return BatchOutcome(accepted, rejected, {}, [])
     candidates, quarantine = split_field_checks(raw, rules)
     first_index = batch[0][0]
     quarantine_files = day.write_quarantine(quarantine, part=f"f{first_index:06d}")
     day.write_candidates(candidates, first_index, buckets)
-    counts = quarantine.groupby(["source_file", "reason"], observed=True).size()
-    for key, count in counts.items():
-        url, reason = cast(tuple[str, str], key)
-        accepted[str(url)].reasons[str(reason)] = int(count)
+    reasons = {str(reason): int(count) for reason, count in quarantine["reason"].value_counts(sort=False).items()}
     get_run_logger().info(
         "validated %d files, %d rows: %d pass the field checks, %d quarantined",
         len(accepted),
@@ -175,7 +149,27 @@ def validate_files(
         len(candidates),
         len(quarantine),
     )
-    return BatchOutcome(outcomes, quarantine_files)
+    return BatchOutcome(accepted, rejected, reasons, quarantine_files)
+
+
+def _file_records(
+    day: DayPublication, sources: list[LandingFile], verdicts: list[Verdict], options: dict[str, Any]
+) -> tuple[list[AcceptedFile], list[RejectedFileRecord]]:
+    """The manifest's record of each file; a rejected file is copied whole to quarantine/files (read
+    again: rejections are rare, and a cached verdict has no bytes)."""
+    accepted, rejected = [], []
+    for source, verdict in zip(sources, verdicts, strict=True):
+        if verdict.url != source.url:
+            raise RuntimeError(f"extraction of {source.url} returned the verdict of {verdict.url}")
+        if verdict.reason:
+            kept = day.write_rejected_file(source.name, read_landing(source, options))
+            record = RejectedFileRecord(
+                file=source.url, reason=verdict.reason, detail=verdict.detail or "", quarantined_to=kept
+            )
+            rejected.append(record)
+        else:
+            accepted.append(AcceptedFile(file=source.url, rows=verdict.rows))
+    return accepted, rejected
 
 
 @dataclass(frozen=True)
@@ -207,9 +201,10 @@ def transform_bucket(
 
 @task(name="aggregate-region", persist_result=True, cache_policy=WITHIN_RUN)
 def aggregate_region(region: str, file_urls: list[str], options: dict[str, Any]) -> RegionSummary:
-    """Mart row of one region, from this run's curated data files of it (read where the task runs)."""
-    rows = read_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
-    summary = region_summary(region, rows)
+    """Mart row of one region, from this run's curated data files of it (read where the task runs, one
+    file at a time: a region may hold most of a day)."""
+    parts = iter_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
+    summary = region_summary_of_parts(region, parts)
     get_run_logger().debug("region %s: %d rows, revenue %.2f", region, summary.transactions, summary.revenue)
     return summary
 
