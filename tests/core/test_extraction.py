@@ -38,17 +38,6 @@ def test_a_batch_of_rejected_files_only_is_an_empty_frame_of_raw_rows():
     assert frame["source_line"].dtype == "int64"
 
 
-def test_an_unexpected_parser_error_is_an_unreadable_verdict_with_a_bounded_escaped_detail(monkeypatch):
-    def parser_bug(data, name, limits):
-        raise ValueError("boom\x00\x1b[31m" + data.decode(errors="replace") * 100)
-
-    monkeypatch.setattr(extraction, "read_landing_bytes", parser_bug)
-    frame, (verdict,) = split_verdicts(extract_files([store("S1.csv", 50)]))
-    assert verdict.reason == "unreadable" and verdict.rows == 0 and len(frame) == 0
-    assert verdict.detail.startswith("S1.csv: cannot be parsed (ValueError: boom\\x00\\x1b[31m")
-    assert len(verdict.detail) <= DETAIL_CHARS and verdict.detail.isprintable()
-
-
 def test_a_memory_error_is_not_a_verdict(monkeypatch):
     def out_of_memory(data, name, limits):
         raise MemoryError

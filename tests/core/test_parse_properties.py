@@ -164,6 +164,7 @@ def landing_files(draw) -> bytes:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(landing_files())
 @example(",".join(HEADER).encode() + b'\nt1,2024-01-15,S1,north,"tea,1,2,\nt2,2024-01-15,S1,north,tea,1,2,\n')
+@example(",".join(HEADER).encode() + b'\nt1,2024-01-15,S1,north,,1,3.50,\nt1,2024-01-15,S1,north,,1,3.50,"\n')
 def test_rows_lines_and_reasons_match_the_reference(data: bytes):
     expected = reference(data)
     frame = read_landing_bytes(data, "S1.csv", LIMITS)

@@ -182,6 +182,9 @@ def _read_csv_fast(
     records = np.setdiff1d(counted[1:], invalid, assume_unique=True)
     if len(records) != table.num_rows:
         return None  # a quoted field spans lines: rows are not lines
+    last = int(counted[-1])
+    if data.count(b'"', int(lines.starts[last - 1]), int(lines.ends[last - 1])) % 2:
+        return None  # the last line may open a quote that the end of the file cuts off
     broken = invalid[~lines.blank[invalid - 1]]
     if any(b'"' in data[lines.starts[number - 1] : lines.ends[number - 1]] for number in broken):
         return None  # a bad row with quotes may be part of a multi-line record: read exactly
