@@ -131,7 +131,7 @@ def _read_csv(data: bytes, name: str, limits: ParseLimits) -> pd.DataFrame:
     raw_names = next(csv.reader([lines.text(header)]), [])
     by_name = _landing_names(raw_names, name)
     if len(filled) == 1:
-        return _frame([], [], [])
+        return _frame(_nulls(0), np.empty(0, dtype="int64"), [])
     try:
         fast = _read_csv_fast(data, lines, header, raw_names, by_name)
     except pa.ArrowInvalid:
@@ -139,18 +139,28 @@ def _read_csv(data: bytes, name: str, limits: ParseLimits) -> pd.DataFrame:
     return fast if fast is not None else _read_csv_exact(lines, header, raw_names, by_name, limits)
 
 
-def _frame(
-    values: list[list[str]] | pd.DataFrame, numbers: list[int] | np.ndarray, raw: list[str | None]
-) -> pd.DataFrame:
-    frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame(values, columns=list(LANDING_COLUMNS))
-    frame = frame.astype(dict.fromkeys(LANDING_COLUMNS, "str")) if len(frame) else _empty_landing()
-    frame["source_line"] = np.asarray(numbers, dtype="int64")
-    frame["raw_line"] = pd.Series(raw, index=frame.index, dtype="str")
-    return frame[list(RAW_COLUMNS)]
+#: pandas' ``str`` dtype for Arrow text, so one conversion at the end builds the frame.
+_TEXT_DTYPES = {
+    pa.string(): pd.StringDtype("pyarrow", na_value=np.nan),
+    pa.large_string(): pd.StringDtype("pyarrow", na_value=np.nan),
+}
 
 
-def _empty_landing() -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype="str") for column in LANDING_COLUMNS})
+def _frame(columns: dict[str, pa.Array | pa.ChunkedArray], numbers: np.ndarray, raw: list[str | None]) -> pd.DataFrame:
+    """The raw-rows frame from the landing columns' text, line numbers and raw lines (in Arrow
+    until one conversion: per-column pandas work costs milliseconds a file)."""
+    table = pa.table(
+        {
+            **{column: columns[column] for column in LANDING_COLUMNS},
+            "source_line": pa.array(np.asarray(numbers, dtype="int64")),
+            "raw_line": pa.array(raw, type=pa.large_string()),
+        }
+    )
+    return table.to_pandas(types_mapper=_TEXT_DTYPES.get)
+
+
+def _nulls(count: int) -> dict[str, pa.Array]:
+    return {column: pa.nulls(count, pa.large_string()) for column in LANDING_COLUMNS}
 
 
 def _read_csv_fast(
@@ -167,7 +177,7 @@ def _read_csv_fast(
     body = data[start:] if data.endswith((b"\n", b"\r")) else data[start:] + b"\n"
     table = pacsv.read_csv(
         io.BytesIO(body),
-        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=min(1 << 24, len(body) + 1)),
         parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
         convert_options=pacsv.ConvertOptions(
             column_types={raw: pa.string() for raw in raw_names},
@@ -188,16 +198,20 @@ def _read_csv_fast(
     broken = invalid[~lines.blank[invalid - 1]]
     if any(b'"' in data[lines.starts[number - 1] : lines.ends[number - 1]] for number in broken):
         return None  # a bad row with quotes may be part of a multi-line record: read exactly
-    values = pd.DataFrame({column: table.column(by_name[column]).to_pandas() for column in LANDING_COLUMNS})
-    frame = _frame(values, records, [None] * len(records))
-    if len(broken):
-        malformed = _frame(
-            pd.DataFrame({column: [None] * len(broken) for column in LANDING_COLUMNS}),
-            broken,
-            [lines.text(int(number)) for number in broken],
+    values = {column: table.column(by_name[column]).cast(pa.large_string()) for column in LANDING_COLUMNS}
+    if not len(broken):
+        return _frame(values, records, [None] * len(records))
+    # Malformed rows go back among the others in line order.
+    numbers = np.concatenate([records, broken])
+    order = np.argsort(numbers, kind="stable")
+    merged = {
+        column: pa.concat_arrays([values[column].combine_chunks(), pa.nulls(len(broken), pa.large_string())]).take(
+            order
         )
-        frame = pd.concat([frame, malformed], ignore_index=True).sort_values("source_line", kind="stable")
-    return frame.reset_index(drop=True)
+        for column in LANDING_COLUMNS
+    }
+    raw = [None] * len(records) + [lines.text(int(number)) for number in broken]
+    return _frame(merged, numbers[order], [raw[index] for index in order])
 
 
 class _RunAway(Exception):
@@ -264,9 +278,13 @@ def _read_csv_exact(
             values.append([""] * len(LANDING_COLUMNS))
             raw.append(lines.text(first))
             feed.record = feed.next = first + 1
-    frame = _frame(values, numbers, raw)
-    frame.loc[frame["raw_line"].notna(), list(LANDING_COLUMNS)] = None
-    return frame
+    columns = {
+        column: pa.array(
+            [None if line is not None else row[index] for row, line in zip(values, raw, strict=True)], pa.large_string()
+        )
+        for index, column in enumerate(LANDING_COLUMNS)
+    }
+    return _frame(columns, np.asarray(numbers, dtype="int64"), raw)
 
 
 def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
@@ -277,11 +295,11 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     except Exception as error:  # pyarrow raises several types for non-Parquet bytes
         raise reject("unreadable", f"{name}: not a readable Parquet file ({excerpt(str(error))})") from None
     by_name = _landing_names(table.column_names, name)
-    values = pd.DataFrame({column: _as_text(table.column(by_name[column]), column, name) for column in LANDING_COLUMNS})
+    values = {column: _as_text(table.column(by_name[column]), column, name) for column in LANDING_COLUMNS}
     return _frame(values, np.arange(1, table.num_rows + 1), [None] * table.num_rows)
 
 
-def _as_text(column: pa.ChunkedArray, landing_column: str, name: str) -> pd.Series:
+def _as_text(column: pa.ChunkedArray, landing_column: str, name: str) -> pa.ChunkedArray:
     """A typed Parquet column as the strings a CSV would hold; nulls become empty."""
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -302,8 +320,8 @@ def _as_text(column: pa.ChunkedArray, landing_column: str, name: str) -> pd.Seri
             column = column.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise reject("unreadable", f"{name}: column {landing_column} has type {kind}, not a landing type") from None
-    return column.cast(pa.large_string()).fill_null("").to_pandas().astype("str")
+    return column.cast(pa.large_string()).fill_null("")
 
 
-def _floats_as_text(column: pa.ChunkedArray) -> pd.Series:
-    return pd.Series([float_text(value) for value in column.to_pylist()], dtype="str")
+def _floats_as_text(column: pa.ChunkedArray) -> pa.Array:
+    return pa.array([float_text(value) for value in column.to_pylist()], pa.large_string())
