@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 DAY = "2024-01-15"
 HEADER = "transaction_id,sale_date,store_id,region,product,quantity,unit_price\n"
@@ -75,3 +77,11 @@ def test_a_day_of_thousands_of_files_is_published_whole(run_day, tmp_dirs, store
     assert mart["units"].to_dict() == expected["units"].to_dict()
     curated = DeltaTable(str(warehouse / "curated" / "sales")).to_pandas(columns=["transaction_id"])
     assert len(curated) == manifest.rows_published and curated["transaction_id"].is_unique
+    # Memory is bounded by batches: no task holds more than RETAIL_ETL_BATCH_FILES files (500) at once.
+    assert validate_runs(manifest.run_id) == -(-stores // 500)
+
+
+def validate_runs(flow_run_id: str) -> int:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+    return sum(run.name.startswith("validate-files") and run.state.is_completed() for run in runs)
