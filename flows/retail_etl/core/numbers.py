@@ -63,7 +63,7 @@ def price_nanos(values: pd.Series) -> pd.Series:
     parts = pc.extract_regex(text, _DECIMAL)
     units = pc.utf8_ltrim(parts.field("units"), "0")
     fraction = pc.utf8_rtrim(parts.field("fraction"), "0")
-    digits = pc.binary_length(parts.field("units")) + pc.binary_length(parts.field("fraction"))
+    digits = pc.add(pc.binary_length(parts.field("units")), pc.binary_length(parts.field("fraction")))
     valid = pc.and_(
         pc.and_(pc.is_valid(parts), pc.greater(digits, 0)),
         pc.and_(pc.less_equal(pc.binary_length(units), SCALE), pc.less_equal(pc.binary_length(fraction), SCALE)),
