@@ -7,7 +7,7 @@ then read back with deltalake, Polars and DuckDB. The previously published day o
 ("A") is published in-process on the session's cluster (the same flow, just faster).
 
 How a run is crashed: `os.killpg(SIGKILL)` on its process group as soon as its output shows the
-phase. Before the commits (after "validated", after "rows written") the run has its own
+phase. Before the commits (after "rows written") the run has its own
 LocalCluster, whose worker logs those lines and dies with it. After "committed <table>", the
 next step follows within milliseconds, so the run is started through `FREEZE_HOOK`, which stops
 the process (SIGSTOP) right after it has logged the marker line; the kill then lands exactly
@@ -453,16 +453,13 @@ def release_day_slot(backend: Backend, day: str = DAY) -> bool:
 
 # -- 1. crashes ---------------------------------------------------------------------------------
 
-#: phase -> (line that shows it, tables committed by then, text of the log line to freeze at)
+#: phase -> (line that shows it, tables committed by then, text of the log line to freeze at): data
+#: files written but nothing committed, one table committed of three, all three but no manifest.
+#: (Killed right after validation behaves as "rows written": nothing is committed by then either;
+#: after two commits as after one: some tables are B's, the others A's.)
 PHASES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "validated": (r"- validated \d+ files", (), None),
     "rows written": (r"bucket \d+: \d+ rows written", (), None),
     "committed curated": (rf"committed curated {DAY}: version \d+", ("curated",), f"committed curated {DAY}:"),
-    "committed quarantine": (
-        rf"committed quarantine {DAY}: version \d+",
-        ("curated", "quarantine"),
-        f"committed quarantine {DAY}:",
-    ),
     "committed marts": (rf"committed marts {DAY}: version \d+", TABLE_NAMES, f"committed marts {DAY}:"),
 }
 
