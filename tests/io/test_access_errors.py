@@ -151,20 +151,16 @@ def auth_s3() -> Iterator[AuthS3]:
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = _start_moto(port)
-    saved = {name: os.environ.get(name) for name in SETUP_KEYS}
-    os.environ.update(SETUP_KEYS)  # any key will do until the server checks them
     try:
-        pending, users = _setup(endpoint, f"acc-landing-{port}", f"acc-warehouse-{port}")
-        _check_credentials_from_now_on(endpoint)
-        yield AuthS3(endpoint, f"s3://acc-landing-{port}", f"s3://acc-warehouse-{port}", pending, users)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in SETUP_KEYS.items():  # any key will do until the server checks them
+                patch.setenv(name, value)
+            pending, users = _setup(endpoint, f"acc-landing-{port}", f"acc-warehouse-{port}")
+            _check_credentials_from_now_on(endpoint)
+            yield AuthS3(endpoint, f"s3://acc-landing-{port}", f"s3://acc-warehouse-{port}", pending, users)
     finally:
         server.terminate()
         server.wait(timeout=30)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture
