@@ -65,8 +65,8 @@ def is_landing_name(name: str) -> bool:
 
 
 def parse_file(source: LandingBytes, limits: ParseLimits) -> pd.DataFrame:
-    """The file's raw rows, or `RejectedFile`: whatever else the parser raises is the file's fault
-    too (its bytes are already in memory), so it becomes an ``unreadable`` verdict."""
+    """The file's raw rows, or `RejectedFile` (`read_landing_bytes` turns any parser failure into
+    an ``unreadable`` one: the bytes are already in memory, so it is the file's fault)."""
     if source.data is None or not is_landing_name(source.name):
         raise reject("unsupported_file_type", f"{source.name}: expected one of {', '.join(LANDING_SUFFIXES)}")
     return read_landing_bytes(source.data, source.name, limits)
