@@ -49,6 +49,36 @@ ENVIRONMENTS = {
     "prod": (K8S / "values-prod.yaml", "retail-etl-prod"),
 }
 
+# Example values files of the installation modes (k8s/examples/<mode>.yaml). Each one's header gives
+# the exact install command, `helm upgrade --install <release> charts/retail-etl -n <namespace> -f
+# k8s/examples/<mode>.yaml ...`: the tests render each file with that release and namespace.
+EXAMPLES = K8S / "examples"
+INSTALL_COMMAND = re.compile(r"^#\s+helm upgrade --install (\S+) charts/retail-etl (.*)$", re.M)
+
+
+def example_modes() -> dict[str, tuple[Path, str, str]]:
+    """mode -> (values file, release, namespace), read from each example's install command."""
+    modes = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        match = INSTALL_COMMAND.search(path.read_text())
+        assert match, f"{path.name}: no '# helm upgrade --install <release> charts/retail-etl ...' header"
+        args = match.group(2).split()
+        assert f"k8s/examples/{path.name}" in args, f"{path.name}: its install command does not use it"
+        namespace = args[args.index("-n") + 1] if "-n" in args else "default"
+        modes[path.stem] = (path, match.group(1), namespace)
+    return modes
+
+
+def render_example(mode: str) -> list[dict]:
+    path, release, namespace = example_modes()[mode]
+    return render_chart(None, [path], namespace=namespace, release=release)
+
+
+def render_example_text(mode: str) -> str:
+    path, release, namespace = example_modes()[mode]
+    return render_chart_text(None, [path], namespace=namespace, release=release)
+
+
 # Values that switch on every optional feature, to scan and validate what the defaults leave off.
 KITCHEN_SINK = {
     "image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},

@@ -8,14 +8,16 @@ import re
 import subprocess
 
 import pytest
-from chartkit import ENVIRONMENTS, KITCHEN_SINK, render_chart_text
+from chartkit import ENVIRONMENTS, KITCHEN_SINK, example_modes, render_chart_text, render_example_text
 
-RENDERS = [*ENVIRONMENTS, "kitchen-sink"]
+RENDERS = [*ENVIRONMENTS, "kitchen-sink", *(f"example:{mode}" for mode in example_modes())]
 
 
 def rendered(render: str) -> str:
     if render == "kitchen-sink":
         return render_chart_text(KITCHEN_SINK)
+    if render.startswith("example:"):
+        return render_example_text(render.removeprefix("example:"))
     values_file, namespace = ENVIRONMENTS[render]
     return render_chart_text(None, [values_file] if values_file else [], namespace)
 

@@ -16,10 +16,12 @@ from chartkit import (
     KUBERNETES_VERSIONS,
     HelmError,
     deep_merge,
+    example_modes,
     helm_lint,
     render_chart,
     render_chart_text,
     render_environment,
+    render_example,
 )
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -45,6 +47,8 @@ def all_renders() -> dict[str, list[dict]]:
     renders["env-with-auth"] = render_environment(
         "dev", {"basicAuth": {"enabled": True, "existingSecret": "retail-etl-auth"}}
     )
+    for mode in example_modes():
+        renders[f"example:{mode}"] = render_example(mode)
     return renders
 
 
