@@ -363,6 +363,7 @@ SERVER = {
     ("Service", "retail-etl-server"),
     ("PersistentVolumeClaim", "retail-etl-server-data"),
     ("NetworkPolicy", "retail-etl-server"),
+    ("ServiceAccount", "retail-etl-server"),
 }
 MINIO = {
     ("StatefulSet", "retail-etl-minio"),
@@ -370,6 +371,9 @@ MINIO = {
     ("Secret", "retail-etl-minio"),
     ("Job", "retail-etl-make-buckets"),
     ("NetworkPolicy", "retail-etl-minio"),
+    ("ServiceAccount", "retail-etl-minio"),
+    # The bucket Job runs under the registration's ServiceAccount.
+    ("ServiceAccount", "retail-etl-registration"),
 }
 WORKER = {
     ("Deployment", "retail-etl-worker"),
@@ -385,19 +389,25 @@ DASK = {
     ("Deployment", "retail-etl-dask-worker"),
     ("NetworkPolicy", "retail-etl-dask-scheduler"),
     ("NetworkPolicy", "retail-etl-dask-worker"),
+    ("ServiceAccount", "retail-etl-dask-scheduler"),
+    ("ServiceAccount", "retail-etl-dask-worker"),
+    # Two Dask workers by default.
+    ("PodDisruptionBudget", "retail-etl-dask-worker"),
 }
 REGISTRATION = {
     ("Job", "retail-etl-register"),
     ("ConfigMap", "retail-etl-base-job-template"),
     ("ServiceAccount", "retail-etl-flow-run"),
+    ("ServiceAccount", "retail-etl-registration"),
 }
 POSTGRESQL = {
     ("StatefulSet", "retail-etl-postgresql"),
     ("Service", "retail-etl-postgresql"),
     ("Secret", "retail-etl-postgresql"),
     ("NetworkPolicy", "retail-etl-postgresql"),
+    ("ServiceAccount", "retail-etl-postgresql"),
 }
-ALWAYS = {("ServiceAccount", "retail-etl"), ("NetworkPolicy", "retail-etl-default-deny")}
+ALWAYS = {("NetworkPolicy", "retail-etl-default-deny")}
 EXTERNAL_S3 = {
     "minio": {"enabled": False},
     "s3": {"endpointUrl": "https://s3.example.com", "existingSecret": "s3-creds"},
@@ -409,8 +419,9 @@ EXTERNAL_S3 = {
     [
         (None, ALWAYS | SERVER | MINIO | WORKER | DASK | REGISTRATION),
         ("platform", ALWAYS | SERVER | MINIO),
-        ("dev", ALWAYS | WORKER | DASK | REGISTRATION),
-        ("prod", ALWAYS | WORKER | DASK | REGISTRATION),
+        # dev: one Dask worker, so no PodDisruptionBudget; prod: two workers and four Dask workers.
+        ("dev", (ALWAYS | WORKER | DASK | REGISTRATION) - {("PodDisruptionBudget", "retail-etl-dask-worker")}),
+        ("prod", ALWAYS | WORKER | DASK | REGISTRATION | {("PodDisruptionBudget", "retail-etl-worker")}),
         (EXTERNAL_S3, ALWAYS | SERVER | WORKER | DASK | REGISTRATION),
         ({"dask": {"enabled": False}}, ALWAYS | SERVER | MINIO | WORKER | REGISTRATION),
         ({"worker": {"enabled": False}}, ALWAYS | SERVER | MINIO | DASK | REGISTRATION),

@@ -33,25 +33,32 @@ job_configuration:
       completions: 1
       parallelism: 1
       template:
+        # Pod labels and annotations (flowRun.podLabels/podAnnotations): Prefect adds its own labels
+        # (app.kubernetes.io/name, part-of, version, managed-by, prefect.io/*) and copies the Job's
+        # annotations (the "annotations" job variable) over these.
         metadata:
-          labels:
-            {{- include "retail-etl.componentLabels" (list . "flow-run") | nindent 12 }}
+          {{- include "retail-etl.podMetadata" (list . "flowRun" "flow-run") | nindent 10 }}
         spec:
           restartPolicy: Never
           serviceAccountName: {{ include "retail-etl.var" "service_account_name" }}
           automountServiceAccountToken: false
           enableServiceLinks: false
-          {{- with include "retail-etl.podSpecExtras" . }}{{ . | nindent 10 }}{{- end }}
+          {{- with include "retail-etl.podSpecExtras" (list . "flowRun") }}{{ . | nindent 10 }}{{- end }}
           {{- include "retail-etl.podSecurityContext" . | nindent 10 }}
           containers:
             - name: prefect-job
               image: {{ include "retail-etl.var" "image" }}
               imagePullPolicy: {{ include "retail-etl.var" "image_pull_policy" }}
               args: {{ include "retail-etl.var" "command" }}
+              {{- with .Values.flowRun.extraEnvVars }}
+              # flowRun.extraEnvVars; prefect-kubernetes puts the "env" job variable before them and
+              # drops any of them that it also names.
+              env:
+                {{- toYaml . | nindent 16 }}
+              {{- else }}
               env: {{ include "retail-etl.var" "env" }}
-              envFrom:
-                - secretRef:
-                    name: {{ include "retail-etl.s3SecretName" . }}
+              {{- end }}
+              {{- with include "retail-etl.s3EnvFrom" . }}{{ . | nindent 14 }}{{- end }}
               resources:
                 requests:
                   cpu: {{ include "retail-etl.var" "cpu_request" }}
@@ -63,10 +70,16 @@ job_configuration:
               volumeMounts:
                 - name: tmp
                   mountPath: /tmp
+                {{- with .Values.flowRun.extraVolumeMounts }}
+                {{- toYaml . | nindent 16 }}
+                {{- end }}
           volumes:
             - name: tmp
               emptyDir:
                 sizeLimit: {{ .Values.flowRun.tmpSizeLimit }}
+            {{- with .Values.flowRun.extraVolumes }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
   cluster_config: {{ include "retail-etl.var" "cluster_config" }}
   job_watch_timeout_seconds: {{ include "retail-etl.var" "job_watch_timeout_seconds" }}
   pod_watch_timeout_seconds: {{ include "retail-etl.var" "pod_watch_timeout_seconds" }}
@@ -118,7 +131,7 @@ variables:
       title: Service Account Name
       description: The Kubernetes service account of flow-run pods (no API token is mounted).
       anyOf: [{type: string}, {type: "null"}]
-      default: {{ include "retail-etl.componentName" (list . "flow-run") | quote }}
+      default: {{ include "retail-etl.serviceAccountName" (list . "flowRun" "flow-run") | quote }}
     image_pull_policy:
       title: Image Pull Policy
       description: The Kubernetes image pull policy to use for job containers.

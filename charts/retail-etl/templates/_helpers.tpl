@@ -119,13 +119,155 @@ Images
 {{- include "retail-etl.imageRef" (dict "image" .Values.image "path" "image" "default" .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* imagePullSecrets, nodeSelector and tolerations shared by every pod (empty when none is set). */}}
+{{/*
+Per-component pod settings (issue 11: service accounts, pod metadata, scheduling, PDBs).
+A component is named by the key path of its values block ("worker", "dask.worker", "flowRun", ...)
+and by its role suffix ("worker", "dask-worker", "flow-run", ...): the suffix names its objects and
+its retail-etl/role label. Every block may carry serviceAccount {create, name, annotations},
+podAnnotations, podLabels, nodeSelector, tolerations, affinity, priorityClassName, extraEnvVars,
+extraVolumes, extraVolumeMounts (and podDisruptionBudget where replicas can exceed 1).
+*/}}
+
+{{/* A component's values block as JSON ({} when the path does not exist). Usage: include "retail-etl.componentValues" (list . "dask.worker") | fromJson */}}
+{{- define "retail-etl.componentValues" -}}
+{{- $v := (index . 0).Values -}}
+{{- range splitList "." (index . 1) -}}
+{{- if kindIs "map" $v }}{{ $v = index $v . }}{{ else }}{{ $v = dict }}{{ end -}}
+{{- end -}}
+{{- toJson ($v | default dict) -}}
+{{- end -}}
+
+{{/*
+Name of a component's ServiceAccount: serviceAccount.name, else <fullname>-<suffix>; with
+serviceAccount.create=false the name is required (an existing ServiceAccount).
+Usage: include "retail-etl.serviceAccountName" (list . "dask.worker" "dask-worker")
+*/}}
+{{- define "retail-etl.serviceAccountName" -}}
+{{- $ctx := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $sa := (include "retail-etl.componentValues" (list $ctx $path) | fromJson).serviceAccount | default dict -}}
+{{- if or (not (hasKey $sa "create")) $sa.create -}}
+{{- default (include "retail-etl.componentName" (list $ctx (index . 2))) $sa.name -}}
+{{- else -}}
+{{- required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create=false: name an existing ServiceAccount, or set %s.serviceAccount.create=true" $path $path $path) $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a component's pods talk to S3 (their ServiceAccounts carry the workload-identity annotations). */}}
+{{- define "retail-etl.isS3Client" -}}
+{{- if has . (list "flowRun" "dask.worker" "registration") }}true{{ end -}}
+{{- end -}}
+
+{{/*
+A component's ServiceAccount (nothing with serviceAccount.create=false). No token is mounted by
+default: a pod that needs one (the worker) opts in with automountServiceAccountToken: true.
+S3 clients also get s3.workloadIdentity.serviceAccountAnnotations when workload identity is on;
+the component's own annotations win on a shared key.
+Usage: include "retail-etl.serviceAccount" (list . "dask.worker" "dask-worker")
+*/}}
+{{- define "retail-etl.serviceAccount" -}}
+{{- $ctx := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $suffix := index . 2 -}}
+{{- $sa := (include "retail-etl.componentValues" (list $ctx $path) | fromJson).serviceAccount | default dict -}}
+{{- if or (not (hasKey $sa "create")) $sa.create }}
+{{- $annotations := deepCopy ($sa.annotations | default dict) -}}
+{{- if and $ctx.Values.s3.workloadIdentity.enabled (include "retail-etl.isS3Client" $path) -}}
+{{- $annotations = merge $annotations (deepCopy ($ctx.Values.s3.workloadIdentity.serviceAccountAnnotations | default dict)) -}}
+{{- end }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "retail-etl.serviceAccountName" . }}
+  namespace: {{ include "retail-etl.namespace" $ctx }}
+  labels:
+    {{- include "retail-etl.componentLabels" (list $ctx $suffix) | nindent 4 }}
+  {{- with $annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
+
+{{/*
+Pod template metadata of a component: the chart's labels plus podLabels (which may not replace a
+chart label: selectors and NetworkPolicies rely on them), podAnnotations plus the template's own
+annotations (optional 4th argument, a dict; the template's win).
+Usage: include "retail-etl.podMetadata" (list . "dask.worker" "dask-worker" (dict "checksum/x" "..."))
+*/}}
+{{- define "retail-etl.podMetadata" -}}
+{{- $ctx := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $v := include "retail-etl.componentValues" (list $ctx $path) | fromJson -}}
+{{- $labels := include "retail-etl.componentLabels" (list $ctx (index . 2)) | fromYaml -}}
+{{- range $key, $value := $v.podLabels | default dict -}}
+{{- if hasKey $labels $key -}}
+{{- fail (printf "%s.podLabels.%s is a label the chart sets (selectors and NetworkPolicies rely on it): use another key" $path $key) -}}
+{{- end -}}
+{{- $_ := set $labels $key (toString $value) -}}
+{{- end -}}
+{{- $annotations := deepCopy ($v.podAnnotations | default dict) -}}
+{{- if gt (len .) 3 }}{{ $annotations = merge (deepCopy (index . 3)) $annotations }}{{ end -}}
+labels:
+  {{- toYaml $labels | nindent 2 }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+imagePullSecrets, nodeSelector, tolerations, affinity and priorityClassName of a pod (empty when
+none is set): the global imagePullSecrets, the component's nodeSelector merged over the global one,
+the global tolerations followed by the component's, the component's affinity and priorityClassName.
+Usage: include "retail-etl.podSpecExtras" (list . "dask.worker"); with the root context alone
+(include "retail-etl.podSpecExtras" .) only the global settings.
+*/}}
 {{- define "retail-etl.podSpecExtras" -}}
+{{- $ctx := . -}}
+{{- $v := dict -}}
+{{- if kindIs "slice" . -}}
+{{- $ctx = index . 0 -}}
+{{- $v = include "retail-etl.componentValues" (list $ctx (index . 1)) | fromJson -}}
+{{- end -}}
 {{- $extras := dict -}}
-{{- with .Values.imagePullSecrets }}{{ $_ := set $extras "imagePullSecrets" . }}{{ end -}}
-{{- with .Values.nodeSelector }}{{ $_ := set $extras "nodeSelector" . }}{{ end -}}
-{{- with .Values.tolerations }}{{ $_ := set $extras "tolerations" . }}{{ end -}}
+{{- with $ctx.Values.imagePullSecrets }}{{ $_ := set $extras "imagePullSecrets" . }}{{ end -}}
+{{- with merge (deepCopy ($v.nodeSelector | default dict)) (deepCopy ($ctx.Values.nodeSelector | default dict)) }}{{ $_ := set $extras "nodeSelector" . }}{{ end -}}
+{{- with concat ($ctx.Values.tolerations | default list) ($v.tolerations | default list) }}{{ $_ := set $extras "tolerations" . }}{{ end -}}
+{{- with $v.affinity }}{{ $_ := set $extras "affinity" . }}{{ end -}}
+{{- with $v.priorityClassName }}{{ $_ := set $extras "priorityClassName" . }}{{ end -}}
 {{- if $extras }}{{ toYaml $extras }}{{ end -}}
+{{- end -}}
+
+{{/*
+A component's PodDisruptionBudget when `enabled` (the caller's test: replicas > 1, or autoscaling);
+podDisruptionBudget {} means maxUnavailable: 1.
+Usage: include "retail-etl.podDisruptionBudget" (dict "ctx" . "path" "worker" "role" "worker" "enabled" (gt (int .Values.worker.replicas) 1))
+*/}}
+{{- define "retail-etl.podDisruptionBudget" -}}
+{{- if .enabled }}
+{{- $pdb := (include "retail-etl.componentValues" (list .ctx .path) | fromJson).podDisruptionBudget | default dict -}}
+{{- if and (hasKey $pdb "minAvailable") (hasKey $pdb "maxUnavailable") -}}
+{{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both" .path) -}}
+{{- end }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "retail-etl.componentName" (list .ctx .role) }}
+  namespace: {{ include "retail-etl.namespace" .ctx }}
+  labels:
+    {{- include "retail-etl.componentLabels" (list .ctx .role) | nindent 4 }}
+spec:
+  {{- if $pdb }}
+  {{- toYaml $pdb | nindent 2 }}
+  {{- else }}
+  maxUnavailable: 1
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "retail-etl.componentSelectorLabels" (list .ctx .role) | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -224,16 +366,21 @@ auth-string
 {{- include "retail-etl.componentName" (list . "minio") -}}
 {{- end -}}
 
-{{/* Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for every S3 client of the release. */}}
+{{/*
+Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for every S3 client of the release; "" with
+workload identity (s3.workloadIdentity.enabled: no keys at all, the AWS chain of each pod takes
+web-identity credentials from its ServiceAccount).
+*/}}
 {{- define "retail-etl.s3SecretName" -}}
-{{- if .Values.s3.existingSecret -}}
+{{- if .Values.s3.workloadIdentity.enabled -}}
+{{- else if .Values.s3.existingSecret -}}
 {{- .Values.s3.existingSecret -}}
 {{- else if .Values.s3.accessKeyId -}}
 {{- include "retail-etl.componentName" (list . "s3") -}}
 {{- else if .Values.minio.enabled -}}
 {{- include "retail-etl.minioSecretName" . -}}
 {{- else -}}
-{{- fail "s3.existingSecret (or s3.accessKeyId and s3.secretAccessKey) is required when minio.enabled=false" -}}
+{{- fail "s3.existingSecret (or s3.accessKeyId and s3.secretAccessKey) is required when minio.enabled=false, unless the pods get S3 credentials from workload identity: set s3.workloadIdentity.enabled=true (and s3.workloadIdentity.serviceAccountAnnotations, e.g. eks.amazonaws.com/role-arn)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -266,6 +413,9 @@ YAML map. Usage: include "retail-etl.etlEnvMap" (list . "dask") (component for t
 {{- with include "retail-etl.s3EndpointUrl" $ctx }}{{ $_ := set $env "RETAIL_ETL_S3_ENDPOINT_URL" . }}{{ end -}}
 {{- with $ctx.Values.s3.region }}{{ $_ := set $env "RETAIL_ETL_S3_REGION" . }}{{ end -}}
 {{- with $ctx.Values.etl.regions }}{{ $_ := set $env "RETAIL_ETL_REGIONS" . }}{{ end -}}
+{{- with $ctx.Values.etl.maxRecordLines }}{{ $_ := set $env "RETAIL_ETL_MAX_RECORD_LINES" (int64 . | toString) }}{{ end -}}
+{{- with $ctx.Values.etl.maxRecordBytes }}{{ $_ := set $env "RETAIL_ETL_MAX_RECORD_BYTES" (int64 . | toString) }}{{ end -}}
+{{- with $ctx.Values.etl.batchFiles }}{{ $_ := set $env "RETAIL_ETL_BATCH_FILES" (int64 . | toString) }}{{ end -}}
 {{- if $ctx.Values.dask.enabled }}{{ $_ := set $env "RETAIL_ETL_DASK_ADDRESS" (include "retail-etl.daskAddress" $ctx) }}{{ end -}}
 {{- range $name, $value := $ctx.Values.etl.extraEnv }}{{ $_ := set $env $name (toString $value) }}{{ end -}}
 {{- toYaml $env -}}
@@ -281,11 +431,22 @@ YAML map. Usage: include "retail-etl.etlEnvMap" (list . "dask") (component for t
 {{- include "retail-etl.authClientEnv" $ctx }}
 {{- end -}}
 
-{{/* envFrom with the S3 credentials Secret. */}}
+{{/* envFrom with the S3 credentials Secret (nothing with workload identity). */}}
 {{- define "retail-etl.s3EnvFrom" -}}
+{{- with include "retail-etl.s3SecretName" . -}}
 envFrom:
   - secretRef:
-      name: {{ include "retail-etl.s3SecretName" . }}
+      name: {{ . }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+RETAIL_ETL_* settings the release owns: set from values, or removed. The registration Job gives
+the deployments a null for each one the release leaves unset, so no default of prefect.yaml (its
+in-cluster MinIO endpoint, say) reaches a flow run that the Dask workers would not share.
+*/}}
+{{- define "retail-etl.releaseOwnedEnvNames" -}}
+{{- list "RETAIL_ETL_S3_ENDPOINT_URL" "RETAIL_ETL_S3_REGION" "RETAIL_ETL_REGIONS" "RETAIL_ETL_DASK_ADDRESS" "RETAIL_ETL_MAX_RECORD_LINES" "RETAIL_ETL_MAX_RECORD_BYTES" "RETAIL_ETL_BATCH_FILES" | toJson -}}
 {{- end -}}
 
 {{/*
@@ -322,6 +483,14 @@ Cross-value checks; included by templates/validate.yaml.
 {{- end -}}
 {{- if and .Values.postgresql.enabled (or (not .Values.prefectServer.enabled) (ne $db.type "postgresql")) -}}
 {{- fail "postgresql.enabled=true requires prefectServer.enabled=true and prefectServer.database.type=postgresql" -}}
+{{- end -}}
+{{- if .Values.s3.workloadIdentity.enabled -}}
+{{- if or .Values.s3.existingSecret .Values.s3.accessKeyId .Values.s3.secretAccessKey -}}
+{{- fail "s3.workloadIdentity.enabled=true takes no keys: unset s3.existingSecret, s3.accessKeyId and s3.secretAccessKey, or set s3.workloadIdentity.enabled=false to use them" -}}
+{{- end -}}
+{{- if .Values.minio.enabled -}}
+{{- fail "s3.workloadIdentity.enabled=true requires minio.enabled=false: the bundled MinIO accepts only its root keys; use workload identity with AWS S3 (or an endpoint that accepts web-identity credentials)" -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.s3.accessKeyId (not .Values.s3.secretAccessKey) -}}
 {{- fail "s3.secretAccessKey is required when s3.accessKeyId is set" -}}
