@@ -1,25 +1,17 @@
 """The Kubernetes Job the worker would create for each environment's deployments.
 
-Built the way prefect-kubernetes builds it: the chart's base job template (the ConfigMap the
-registration Job pushes into the pool) with the job variables the registration Job gives each
-deployment (prefect.yaml's, overridden by the Job's --job-variables, plus --image), through
-KubernetesWorkerJobConfiguration.from_template_and_values(...) and prepare_for_flow_run(...).
+Built the way prefect-kubernetes builds it (flowrun.py): the pushed base job template, prefect.yaml's
+job variables overridden by the registration Job's --job-variables, and its --image. The S3 modes
+are in test_chart_s3_modes.py, the per-component pod settings in test_chart_pod_settings.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
-import uuid
-
 import kubernetes_validate
 import pytest
-import yaml
 from chartkit import (
     ENVIRONMENTS,
     KUBERNETES_VERSIONS,
-    REPO,
     allowed,
     base_job_template,
     deep_merge,
@@ -27,40 +19,7 @@ from chartkit import (
     render_environment,
     selector_matches,
 )
-
-PREFECT_FILE = REPO / "prefect.yaml"
-
-
-def registration_arguments(objects) -> tuple[str, dict]:
-    args = one(objects, "Job", "retail-etl-register")["spec"]["template"]["spec"]["containers"][0]["command"]
-    return args[args.index("--image") + 1], json.loads(args[args.index("--job-variables") + 1])
-
-
-def deployments_of(environment: str) -> list[dict]:
-    assert PREFECT_FILE.exists(), "prefect.yaml is missing"
-    # `{{ $NAME }}` placeholders are filled from the registering process's environment.
-    text = re.sub(r"\{\{\s*\$([A-Z0-9_]+)\s*\}\}", "UTC", PREFECT_FILE.read_text())
-    project = yaml.safe_load(text)
-    found = [d for d in project["deployments"] if f"env:{environment}" in (d.get("tags") or [])]
-    assert found, f"prefect.yaml has no deployment tagged env:{environment}"
-    return found
-
-
-def worker_job(template: dict, job_variables: dict, flow_name: str) -> dict:
-    from prefect.client.schemas.objects import Flow, FlowRun
-    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
-    async def build():
-        # No block or variable references in the template, so no API client is needed.
-        configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, job_variables, client=object()
-        )
-        flow_run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), name="nightly-run")
-        configuration.prepare_for_flow_run(flow_run, flow=Flow(id=flow_run.flow_id, name=flow_name))
-        return configuration.job_manifest
-
-    return asyncio.run(build())
-
+from flowrun import deployments_of, registration_arguments, worker_job
 
 @pytest.mark.parametrize("environment", ["default", "dev", "staging", "prod"])
 def test_flow_run_job_of_every_deployment(environment):
