@@ -21,6 +21,7 @@ from chartkit import (
 )
 from flowrun import deployments_of, registration_arguments, worker_job
 
+
 @pytest.mark.parametrize("environment", ["default", "dev", "staging", "prod"])
 def test_flow_run_job_of_every_deployment(environment):
     objects = render_environment(environment)

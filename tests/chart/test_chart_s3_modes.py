@@ -169,7 +169,9 @@ def test_etl_limits_reach_every_etl_process_under_the_programs_names(monkeypatch
     loading the settings from the rendered values), in flow runs, Dask workers and registration."""
     values = {"etl": {"maxRecordLines": 50, "maxRecordBytes": 4194304, "batchFiles": 200}}
     objects = render_chart(values)
-    dask = container_env(one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0])
+    dask = container_env(
+        one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]
+    )
     registration = container_env(
         one(objects, "Job", "retail-etl-register")["spec"]["template"]["spec"]["containers"][0]
     )
@@ -196,7 +198,10 @@ def test_workload_identity_without_annotations_is_pod_identity():
     )
     for name in S3_CLIENT_ACCOUNTS:
         assert not one(objects, "ServiceAccount", name)["metadata"].get("annotations")
-    assert "envFrom" not in one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert (
+        "envFrom"
+        not in one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]
+    )
 
 
 def test_component_annotations_win_over_workload_identity_ones():
