@@ -252,3 +252,41 @@ def test_s3_guards(values, message):
     with pytest.raises(HelmError) as failure:
         render_chart(values)
     assert message in failure.value.stderr
+
+
+@pytest.mark.parametrize(
+    "mode, method", [("aws-eks-irsa", "assume-role-with-web-identity"), ("aws-s3-static-keys", "env")]
+)
+def test_s3fs_in_the_flow_run_pod_takes_credentials_from_the_pods_identity(mode, method, monkeypatch, tmp_path):
+    """s3fs/botocore, given the flow-run pod's environment, resolve credentials from the AWS chain:
+    with workload identity from what EKS injects next to the ServiceAccount's role annotation
+    (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE), with static keys from the Secret's variables. The
+    credentials are resolved lazily, so no AWS endpoint is contacted."""
+    import os
+
+    import s3fs
+    from fsspec.asyn import sync
+
+    (job, *_) = flow_run_jobs(render_example(mode), EXPECTED[mode][0])
+    for name in list(os.environ):
+        if name.startswith(("RETAIL_ETL_", "AWS_")):
+            monkeypatch.delenv(name)
+    for entry in job_container(job)["env"]:
+        if "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if job_container(job).get("envFrom"):
+        # What the referenced Secret provides in the pod.
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
+    else:
+        token = tmp_path / "token"
+        token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.signature")
+        monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
+        monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    fs = s3fs.S3FileSystem(**load_settings().storage_options(), skip_instance_cache=True)
+    sync(fs.loop, fs.set_session)
+    credentials = sync(fs.loop, fs.session.get_credentials)
+    assert credentials is not None and credentials.method == method
