@@ -464,6 +464,65 @@ Usage: include "retail-etl.persistentSecretValue" (dict "ctx" . "name" $secretNa
 {{- end -}}
 
 {{/*
+Secrets for GitOps (issue 11): every credential can come from an existing Secret, and
+secrets.requireExisting=true makes that mandatory. Each template that creates a credentials Secret
+calls retail-etl.generatedSecret (the guard); retail-etl.generatedSecrets lists the same Secrets for
+NOTES.txt. A new credential needs both (tests/chart/test_chart_secrets.py checks they agree).
+*/}}
+
+{{/*
+Guard of a chart-created credentials Secret: fails under secrets.requireExisting=true, naming the
+value that points the chart at an existing Secret and the keys that Secret needs.
+Usage: include "retail-etl.generatedSecret" (dict "ctx" . "value" "minio.existingSecret" "name" $secretName "keys" (list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY"))
+("source" optionally says where the content comes from; default "with generated values").
+*/}}
+{{- define "retail-etl.generatedSecret" -}}
+{{- if .ctx.Values.secrets.requireExisting -}}
+{{- fail (printf "%s is required when secrets.requireExisting=true: the chart would create the Secret %s %s; create it yourself (keys: %s) and set %s to its name" .value .name (default "with generated values" .source) (join ", " .keys) .value) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The credentials Secrets the chart creates for these values (JSON list of {name, value, keys,
+random}): `value` is the existingSecret value that replaces it, `random` whether its content is
+generated (kept across upgrades through lookup) rather than taken from values.
+*/}}
+{{- define "retail-etl.generatedSecrets" -}}
+{{- $secrets := list -}}
+{{- if and .Values.basicAuth.enabled (not .Values.basicAuth.existingSecret) (or .Values.prefectServer.enabled .Values.basicAuth.password) -}}
+{{- $secrets = append $secrets (dict "name" (include "retail-etl.componentName" (list . "auth")) "value" "basicAuth.existingSecret" "keys" (list "auth-string") "random" (not .Values.basicAuth.password)) -}}
+{{- end -}}
+{{- if and .Values.minio.enabled (not .Values.minio.existingSecret) -}}
+{{- $secrets = append $secrets (dict "name" (include "retail-etl.minioSecretName" .) "value" "minio.existingSecret" "keys" (list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY") "random" true) -}}
+{{- end -}}
+{{- if and .Values.postgresql.enabled (not .Values.postgresql.existingSecret) -}}
+{{- $secrets = append $secrets (dict "name" (include "retail-etl.componentName" (list . "postgresql")) "value" "postgresql.existingSecret" "keys" (list "password") "random" true) -}}
+{{- end -}}
+{{- if and .Values.s3.accessKeyId (not .Values.s3.existingSecret) -}}
+{{- $secrets = append $secrets (dict "name" (include "retail-etl.componentName" (list . "s3")) "value" "s3.existingSecret" "keys" (list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY") "random" false) -}}
+{{- end -}}
+{{- toJson $secrets -}}
+{{- end -}}
+
+{{/*
+The generated (random) Secrets of retail-etl.generatedSecrets that lookup does not find with all
+their keys: first install, or rendered without a cluster (helm template, Argo CD), where every
+render generates new values. JSON list.
+*/}}
+{{- define "retail-etl.unseenGeneratedSecrets" -}}
+{{- $unseen := list -}}
+{{- range (include "retail-etl.generatedSecrets" . | fromJsonArray) -}}
+{{- if .random -}}
+{{- $existing := lookup "v1" "Secret" (include "retail-etl.namespace" $) .name -}}
+{{- $found := and $existing $existing.data -}}
+{{- range .keys }}{{ if not (and $found (hasKey $existing.data .)) }}{{ $found = false }}{{ end }}{{ end -}}
+{{- if not $found }}{{ $unseen = append $unseen . }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $unseen -}}
+{{- end -}}
+
+{{/*
 Cross-value checks; included by templates/validate.yaml.
 */}}
 {{- define "retail-etl.validate" -}}
@@ -551,6 +610,20 @@ Only checks that would fail for the rendered values are skipped.
 {{/* Skip of CKV_K8S_35 (secrets as files) for a program that reads its secrets from the environment. */}}
 {{- define "retail-etl.secretEnvSkip" -}}
 {{- printf "CKV_K8S_35=%s read from environment variables only; they reference Secrets (secretKeyRef/envFrom), no value is literal" . -}}
+{{- end -}}
+
+{{/*
+Skip of CKV2_K8S_6 (every pod selected by a NetworkPolicy) for the pods of a release rendered with
+networkPolicy.enabled=false (JSON list, empty when the chart's NetworkPolicies are on). Every
+workload appends it: $skips = concat $skips (include "retail-etl.networkPolicySkips" . | fromJsonArray)
+(checkov splits the annotation at "=", so the reason must not contain one).
+*/}}
+{{- define "retail-etl.networkPolicySkips" -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- toJson (list) -}}
+{{- else -}}
+{{- toJson (list "CKV2_K8S_6=No NetworkPolicy selects this pod because the chart's NetworkPolicies are off (networkPolicy.enabled false), so every pod in the cluster can connect to it. Turn them on, or isolate the release with policies of your own (CNI policies, a service mesh) before running it next to untrusted workloads") -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Renders a list of skips as annotations (nothing for an empty list). */}}
