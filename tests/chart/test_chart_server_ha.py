@@ -466,7 +466,7 @@ def resolve_env(container: dict, secrets: dict[tuple[str, str], str], overrides:
     return env
 
 
-def wait_until(check, timeout: float, what: str, processes=()):
+def wait_until(check, timeout: float, what: str, processes=(), errors: tuple[type[Exception], ...] = ()):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for process, log in processes:
@@ -477,7 +477,7 @@ def wait_until(check, timeout: float, what: str, processes=()):
         try:
             if result := check():
                 return result
-        except (httpx.HTTPError, OSError):
+        except (httpx.HTTPError, OSError, *errors):
             pass
         time.sleep(0.3)
     details = "\n".join(log.read_text()[-3000:] for _, log in processes)
@@ -530,7 +530,7 @@ def test_rendered_api_and_services_share_events_and_leases_through_a_real_redis(
     processes.append((redis_process, redis_log))
     try:
         client = redis_client.Redis(host="127.0.0.1", port=redis_port, password=password, decode_responses=True)
-        wait_until(client.ping, 20, "redis", processes)
+        wait_until(client.ping, 20, "redis", processes, errors=(redis_client.ConnectionError,))
         with pytest.raises(redis_client.AuthenticationError):
             redis_client.Redis(host="127.0.0.1", port=redis_port).ping()  # the password is required
 
@@ -575,7 +575,7 @@ def test_rendered_api_and_services_share_events_and_leases_through_a_real_redis(
 
         start(api_container(objects), "api")
         api = f"http://127.0.0.1:{api_port}/api"
-        wait_until(lambda: httpx.get(f"{api}/ready", timeout=2).status_code == 200, 60, "the API", processes)
+        wait_until(lambda: httpx.get(f"{api}/ready", timeout=2).status_code == 200, 120, "the API", processes)
         start(services_container(objects), "services")
 
         flow = httpx.post(f"{api}/flows/", json={"name": "ha-check"}, timeout=10).json()
@@ -587,7 +587,7 @@ def test_rendered_api_and_services_share_events_and_leases_through_a_real_redis(
             found = httpx.post(f"{api}/events/filter", json=body, timeout=5).json()["events"]
             return [e["event"] for e in found]
 
-        events = wait_until(stored_events, 40, "the flow run's event in the database", processes)
+        events = wait_until(stored_events, 60, "the flow run's event in the database", processes)
         assert "prefect.flow-run.Pending" in events
 
         httpx.post(
