@@ -97,6 +97,7 @@ KITCHEN_SINK = {
         },
     },
     "postgresql": {"enabled": True},
+    "redis": {"enabled": True, "persistence": {"enabled": True}},
     "etl": {"regions": "north,south", "extraEnv": {"PREFECT_LOGGING_LEVEL": "DEBUG"}},
     "s3": {"region": "eu-west-1"},
     "worker": {"concurrencyLimit": 4},

@@ -58,7 +58,8 @@ def test_constraints_pin_every_dependency_exactly():
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[^=\s]+", line) for line in lines), lines[:3]
     names = {line.split("==")[0].lower() for line in lines}
-    assert {"prefect", "prefect-dask", "prefect-kubernetes", "dask", "distributed", "pandas", "pyarrow"} <= names
+    assert {"prefect", "prefect-dask", "prefect-kubernetes", "prefect-redis", "redis"} <= names
+    assert {"dask", "distributed", "pandas", "pyarrow"} <= names
 
 
 def test_install_step_and_entrypoint_commands_work_in_a_clean_venv(tmp_path):
@@ -85,6 +86,14 @@ def test_install_step_and_entrypoint_commands_work_in_a_clean_venv(tmp_path):
         ["dask", "--version"],
         ["prefect", "worker", "start", "--help"],
         ["python", "-c", "import prefect_kubernetes, bokeh, retail_etl.orchestration.flows"],
+        # the Redis backends a server with several replicas is configured with (the chart's HA mode)
+        [
+            "python",
+            "-c",
+            "import prefect_redis.messaging, prefect_redis.ordering, prefect_redis.lease_storage,"
+            " prefect_redis.cleanup_queue",
+        ],
+        ["prefect", "server", "services", "start", "--help"],
     ):
         result = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"

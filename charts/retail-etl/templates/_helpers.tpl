@@ -498,6 +498,9 @@ generated (kept across upgrades through lookup) rather than taken from values.
 {{- if and .Values.postgresql.enabled (not .Values.postgresql.existingSecret) -}}
 {{- $secrets = append $secrets (dict "name" (include "retail-etl.componentName" (list . "postgresql")) "value" "postgresql.existingSecret" "keys" (list "password") "random" true) -}}
 {{- end -}}
+{{- if and .Values.redis.enabled (not .Values.redis.existingSecret) -}}
+{{- $secrets = append $secrets (dict "name" (include "retail-etl.redisName" .) "value" "redis.existingSecret" "keys" (list "redis-password") "random" true) -}}
+{{- end -}}
 {{- if and .Values.s3.accessKeyId (not .Values.s3.existingSecret) -}}
 {{- $secrets = append $secrets (dict "name" (include "retail-etl.componentName" (list . "s3")) "value" "s3.existingSecret" "keys" (list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY") "random" false) -}}
 {{- end -}}
