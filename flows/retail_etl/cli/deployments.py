@@ -42,6 +42,12 @@ def register(
     ] = None,
     version: Annotated[str | None, typer.Option(help="Deployment version (default: the package version).")] = None,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+    allowed_namespaces: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated namespaces the worker may create Jobs in; a deployment naming another is refused."
+        ),
+    ] = None,
 ) -> None:
     """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
     from ..deploy.register import register_environment
@@ -59,6 +65,7 @@ def register(
         job_variables=overrides,
         version=version,
         wait_timeout=wait_timeout,
+        allowed_namespaces=[name.strip() for name in (allowed_namespaces or "").split(",") if name.strip()],
     )
     table = Table(title=f"registered environment {environment}")
     table.add_column("what")
