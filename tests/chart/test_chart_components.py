@@ -37,6 +37,7 @@ WORKER_RULES = [
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 
+
 def kinds_and_names(objects):
     """The release's objects; the `helm test` pods are asserted per mode in test_chart_helm_test.py."""
     return {
