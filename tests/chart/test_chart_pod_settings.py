@@ -257,7 +257,11 @@ def test_pod_labels_cannot_replace_the_charts_labels():
 PDB_COMPONENTS = {
     "prefectServer": (
         "server",
-        {"prefectServer": {"replicas": 2, "database": {"type": "postgresql"}}, "postgresql": {"enabled": True}},
+        {
+            "prefectServer": {"replicas": 2, "database": {"type": "postgresql"}},
+            "postgresql": {"enabled": True},
+            "redis": {"enabled": True},
+        },
     ),
     "worker": ("worker", {"worker": {"replicas": 2}}),
     "dask.worker": ("dask-worker", {"dask": {"worker": {"replicas": 3}}}),

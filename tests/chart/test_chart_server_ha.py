@@ -197,7 +197,7 @@ def test_external_redis_without_password():
 def test_one_replica_keeps_services_in_the_api_pod_and_no_redis_settings():
     objects = render_chart()
     assert not find(objects, "Deployment", "retail-etl-background-services")
-    assert not find(objects, "PodDisruptionBudget")
+    assert not find(objects, "PodDisruptionBudget", "retail-etl-server")
     api = api_container(objects)
     assert "--no-services" not in api["command"]
     assert not set(REDIS_MODULES) & set(container_env(api))
@@ -213,7 +213,9 @@ def test_run_as_separate_deployment_with_one_replica():
     )
     assert "--no-services" in api_container(objects)["command"]
     assert services_container(objects)["command"] == ["prefect", "server", "services", "start"]
-    assert not find(objects, "PodDisruptionBudget")  # one replica of each
+    assert not [
+        o for o in find(objects, "PodDisruptionBudget") if o["metadata"]["name"] != "retail-etl-dask-worker"
+    ]  # one replica of each (the 2 default Dask workers have theirs)
 
 
 def test_redis_with_one_combined_server_still_shares_state_through_it():

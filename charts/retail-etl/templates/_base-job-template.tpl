@@ -119,9 +119,9 @@ variables:
       additionalProperties: {type: string}
     namespace:
       title: Namespace
-      description: The Kubernetes namespace to create jobs within.
+      description: The Kubernetes namespace to create jobs within (the release's namespace or one of worker.jobNamespaces).
       type: string
-      default: {{ include "retail-etl.namespace" . | quote }}
+      default: {{ include "retail-etl.flowRunNamespace" . | quote }}
     image:
       title: Image
       description: The image of flow-run Jobs (the retail-etl image of this release).

@@ -91,7 +91,7 @@ matchExpressions:
 
 {{/* Roles whose pods are Prefect API / S3 clients (allowed by the server and MinIO NetworkPolicies). */}}
 {{- define "retail-etl.clientRoles" -}}
-{{- list "worker" "registration" "flow-run" "dask-worker" "make-buckets" | toJson -}}
+{{- list "worker" "registration" "flow-run" "dask-worker" "make-buckets" "helm-test" | toJson -}}
 {{- end -}}
 
 {{/*
@@ -634,4 +634,43 @@ workload appends it: $skips = concat $skips (include "retail-etl.networkPolicySk
 {{- range $i, $skip := . }}
 checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- end }}
+{{- end -}}
+
+{{/*
+[job namespaces] Where flow-run Jobs may run.
+*/}}
+
+{{/* worker.jobNamespaces without the release's own namespace, deduplicated (JSON list). */}}
+{{- define "retail-etl.jobNamespaces" -}}
+{{- $release := include "retail-etl.namespace" . -}}
+{{- $extra := list -}}
+{{- range .Values.worker.jobNamespaces -}}
+{{- if and (ne . $release) (not (has . $extra)) -}}{{- $extra = append $extra . -}}{{- end -}}
+{{- end -}}
+{{- toJson $extra -}}
+{{- end -}}
+
+{{/* The release's namespace first, then the job namespaces (JSON list): the worker's Roles, the observer, --allowed-namespaces. */}}
+{{- define "retail-etl.allJobNamespaces" -}}
+{{- prepend (include "retail-etl.jobNamespaces" . | fromJsonArray) (include "retail-etl.namespace" .) | toJson -}}
+{{- end -}}
+
+{{/* Namespace of the Jobs of this release's deployments (flowRun.namespace, default the release's). */}}
+{{- define "retail-etl.flowRunNamespace" -}}
+{{- $ns := default (include "retail-etl.namespace" .) .Values.flowRun.namespace -}}
+{{- if not (has $ns (include "retail-etl.allJobNamespaces" . | fromJsonArray)) -}}
+{{- fail (printf "flowRun.namespace=%s is neither the release's namespace (%s) nor in worker.jobNamespaces: add it to worker.jobNamespaces (the worker needs a Role there) or clear flowRun.namespace" $ns (include "retail-etl.namespace" .)) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}
+
+{{/* NetworkPolicy peer: this release's flow-run pods in the job namespaces (JSON list of 0 or 1 peer). */}}
+{{- define "retail-etl.jobNamespacePeers" -}}
+{{- $peers := list -}}
+{{- with include "retail-etl.jobNamespaces" . | fromJsonArray -}}
+{{- $peers = append $peers (dict
+      "namespaceSelector" (dict "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "In" "values" .)))
+      "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $.Release.Name "retail-etl/role" "flow-run"))) -}}
+{{- end -}}
+{{- toJson $peers -}}
 {{- end -}}

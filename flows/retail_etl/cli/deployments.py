@@ -42,6 +42,12 @@ def register(
     ] = None,
     version: Annotated[str | None, typer.Option(help="Deployment version (default: the package version).")] = None,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+    allowed_namespaces: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated namespaces the worker may create Jobs in; a deployment naming another is refused."
+        ),
+    ] = None,
 ) -> None:
     """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
     from ..deploy.register import register_environment
@@ -59,6 +65,7 @@ def register(
         job_variables=overrides,
         version=version,
         wait_timeout=wait_timeout,
+        allowed_namespaces=[name.strip() for name in (allowed_namespaces or "").split(",") if name.strip()],
     )
     table = Table(title=f"registered environment {environment}")
     table.add_column("what")
@@ -123,3 +130,50 @@ def promote(
                 change.target if index == 0 else "", change.action if index == 0 else "", name, str(before), str(after)
             )
     console.print(table)
+
+
+@command("check-install")
+def check_install(
+    api: Annotated[
+        str | None, typer.Option(envvar="PREFECT_API_URL", help="Prefect API URL whose /health must answer.")
+    ] = None,
+    work_pool: Annotated[str | None, typer.Option(help="Work pool that must exist (needs --api).")] = None,
+    base_job_template: Annotated[
+        Path | None, typer.Option(help="JSON base job template the work pool must hold.")
+    ] = None,
+    bucket: Annotated[
+        list[str] | None, typer.Option(help="Bucket that must exist on RETAIL_ETL_S3_ENDPOINT_URL (repeatable).")
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Dask scheduler that must answer with at least one worker.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the API and for a Dask worker.")] = 60.0,
+) -> None:
+    """Check an installed release: API health, work pool and its template, buckets, Dask (the chart's `helm test`)."""
+    from ..deploy.checks import check_install as run_checks
+    from ..errors import DeploymentError
+
+    if work_pool and not api:
+        raise ConfigurationError("--work-pool needs --api (or PREFECT_API_URL)")
+    if not (api or bucket or dask_address):
+        raise ConfigurationError("nothing to check: give --api, --bucket or --dask-address")
+    template = _json_option("--base-job-template", base_job_template.read_text() if base_job_template else None)
+    results = run_checks(
+        api_url=api,
+        work_pool=work_pool,
+        base_job_template=template,
+        buckets=bucket,
+        storage_options=load_settings().storage_options() if bucket else None,
+        dask_address=dask_address,
+        timeout=timeout,
+    )
+    for result in results:
+        console.print(
+            f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}", highlight=False, markup=False
+        )
+    failed = [result for result in results if not result.ok]
+    if failed:
+        raise DeploymentError(
+            f"{len(failed)} of {len(results)} install checks failed: "
+            + "; ".join(f"{result.name}: {result.detail}" for result in failed)
+        )

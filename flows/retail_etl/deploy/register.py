@@ -13,7 +13,7 @@ server, so the two cannot drift apart:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,6 +80,38 @@ class RegisteredDeployment:
     work_pool: str
 
 
+def deployment_job_variables(spec: Mapping, job_variables: Mapping | None = None, image: str | None = None) -> dict:
+    """A deployment's job variables: prefect.yaml's, with `job_variables` and `image` merged over them."""
+    variables = deep_merge(spec.get("work_pool", {}).get("job_variables") or {}, job_variables or {})
+    if image:
+        variables["image"] = image
+    variables.setdefault("image", default_image())
+    return variables
+
+
+def check_namespaces(
+    project: Project,
+    environment: str,
+    allowed: Collection[str],
+    job_variables: Mapping | None = None,
+    base_job_template: Mapping | None = None,
+) -> None:
+    """Refuse (before registering anything) a deployment whose Jobs would run in a namespace the
+    worker has no Role in: it would get 403 on every flow run. A deployment without a `namespace`
+    job variable runs in the pool's default (the base job template's), which is checked instead."""
+    default = ((base_job_template or {}).get("variables", {}).get("properties", {}).get("namespace") or {}).get(
+        "default"
+    )
+    for spec in project.for_environment(environment):
+        namespace = deployment_job_variables(spec, job_variables).get("namespace") or default
+        if namespace and namespace not in allowed:
+            raise RegistrationError(
+                f"deployment {spec['name']} runs its flow-run Jobs in namespace {namespace}, which is not one of"
+                f" the worker's job namespaces ({', '.join(allowed)}): add it to the chart's worker.jobNamespaces"
+                " or change the deployment's namespace job variable"
+            )
+
+
 def register_deployments(
     project: Project,
     environment: str,
@@ -97,10 +129,7 @@ def register_deployments(
     with get_client(sync_client=True) as client:
         for spec in project.for_environment(environment):
             flow = load_entrypoint(project, spec["entrypoint"])
-            variables = deep_merge(spec.get("work_pool", {}).get("job_variables") or {}, job_variables or {})
-            if image:
-                variables["image"] = image
-            variables.setdefault("image", default_image())
+            variables = deployment_job_variables(spec, job_variables, image)
             pool = work_pool or spec["work_pool"]["name"]
             deployment_id = create_deployment(
                 client,
@@ -141,10 +170,14 @@ def register_environment(
     job_variables: Mapping | None = None,
     version: str | None = None,
     wait_timeout: float = 300.0,
+    allowed_namespaces: Collection[str] | None = None,
 ) -> dict:
-    """Everything the registration Job does, in order; returns what it did."""
+    """Everything the registration Job does, in order; returns what it did. With
+    `allowed_namespaces`, nothing is registered if a deployment's Jobs would run elsewhere."""
     project = Project.load(prefect_file)
     specs = project.for_environment(environment)
+    if allowed_namespaces:
+        check_namespaces(project, environment, allowed_namespaces, job_variables, base_job_template)
     pools = {work_pool or spec["work_pool"]["name"] for spec in specs}
     wait_for_api(wait_timeout)
     pool_results = {pool: sync_work_pool(pool, pool_type, base_job_template) for pool in sorted(pools)}
