@@ -91,3 +91,14 @@ def test_autoscaling_needs_a_cpu_request():
 def test_no_hpa_without_dask():
     objects = render_chart({"dask": {"enabled": False, "worker": {"autoscaling": {"enabled": True}}}})
     assert not find(objects, "HorizontalPodAutoscaler")
+
+
+def test_notes_give_the_autoscaling_range():
+    """NOTES named dask.worker.replicas (ignored under autoscaling) as the worker count."""
+    from chartkit import run_helm, CHART
+
+    args = ["install", "retail-etl", str(CHART), "--namespace", "retail-etl-dev", "--dry-run=client"]
+    scaled = args + ["--set", "dask.worker.autoscaling.enabled=true,dask.worker.autoscaling.maxReplicas=6"]
+    assert "dask(2 workers)" in run_helm(*args).stdout
+    notes = run_helm(*scaled).stdout.split("NOTES:", 1)[1]
+    assert "dask(1-6 workers, autoscaled)" in notes and "dask(2 workers)" not in notes

@@ -93,3 +93,29 @@ def test_network_policies_admit_the_helm_test_pods():
     labels = {"app.kubernetes.io/instance": "retail-etl", "retail-etl/role": "helm-test"}
     for policy, port in (("retail-etl-server", 4200), ("retail-etl-minio", 9000), ("retail-etl-dask-scheduler", 8786)):
         assert allowed(one(objects, "NetworkPolicy", policy), labels, "retail-etl-dev", port), policy
+
+
+def test_pods_carry_the_registration_pod_settings():
+    """A test pod needs what the registration Job needs to reach its targets: Istio's
+    sidecar.istio.io/inject: "false" (else the pod never completes), a proxy or CA bundle through
+    extraEnvVars and extraVolumes. The hook annotations and the chart's role label stay."""
+    values = {
+        "registration": {
+            "podAnnotations": {"sidecar.istio.io/inject": "false", "helm.sh/hook": "pre-install"},
+            "podLabels": {"team": "data"},
+            "extraEnvVars": [{"name": "AWS_CA_BUNDLE", "value": "/etc/ssl/corp/ca.pem"}],
+            "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+            "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+        }
+    }
+    pods = helm_test_pods(render_chart(values))
+    assert set(pods) == {"retail-etl-test-server", "retail-etl-test-buckets", "retail-etl-test-dask"}
+    for pod in pods.values():
+        metadata, spec = pod["metadata"], pod["spec"]
+        assert {k: metadata["annotations"][k] for k in HOOK} == HOOK
+        assert metadata["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert metadata["labels"]["team"] == "data" and metadata["labels"]["retail-etl/role"] == "helm-test"
+        container = spec["containers"][0]
+        assert {"name": "AWS_CA_BUNDLE", "value": "/etc/ssl/corp/ca.pem"} in container["env"]
+        assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in spec["volumes"]
+        assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True} in container["volumeMounts"]
