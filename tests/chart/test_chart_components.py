@@ -981,13 +981,19 @@ def test_notes_tell_how_to_reach_the_ui_console_and_trigger_a_run():
     assert "prefect deployment run 'daily-sales-etl/daily-sales-etl-prod'" in env_notes
 
 
-@pytest.mark.parametrize("release", ["etl", "x" * 53, "retail-etl-blue"])
-def test_other_release_names_give_unique_valid_names(release):
+WITH_POSTGRESQL = {"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}}
+# A release name too long for StatefulSets (see the next test) runs without them.
+WITHOUT_STATEFULSETS = {"minio": {"enabled": False}, "s3": {"existingSecret": "retail-etl-s3"}}
+
+
+@pytest.mark.parametrize(
+    "release, values",
+    [("etl", WITH_POSTGRESQL), ("x" * 53, WITHOUT_STATEFULSETS), ("retail-etl-blue", WITH_POSTGRESQL)],
+)
+def test_other_release_names_give_unique_valid_names(release, values):
     import kubernetes_validate
 
-    objects = render_chart(
-        {"postgresql": {"enabled": True}, "prefectServer": {"database": {"type": "postgresql"}}}, release=release
-    )
+    objects = render_chart(values, release=release)
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names))
     for kind, name in names:
@@ -1004,3 +1010,37 @@ def test_other_release_names_give_unique_valid_names(release):
         spec for owner, _, spec in pod_templates(objects) if owner.endswith("-worker") and "dask" not in owner
     )
     assert worker_pod["volumes"][1]["configMap"]["name"] in {o["metadata"]["name"] for o in find(objects, "ConfigMap")}
+
+
+@pytest.mark.parametrize("component", ["minio", "postgresql", "redis"])
+def test_statefulset_names_longer_than_52_are_refused(component):
+    """Kubernetes accepts such a StatefulSet but never creates its pods (controller-revision-hash label)."""
+    values = {
+        **WITH_POSTGRESQL,
+        "redis": {"enabled": component == "redis"},
+        "prefectServer": {"replicas": 1, "database": {"type": "postgresql"}},
+    }
+    release = "a-very-long-release-name-for-the-data-team"  # -retail-etl-minio: 58 characters
+    with pytest.raises(HelmError) as refused:
+        render_chart(values, release=release)
+    assert "Kubernetes creates no pods for StatefulSet names over 52; set fullnameOverride" in refused.value.stderr
+    objects = render_chart({**values, "fullnameOverride": "etl"}, release=release)
+    for statefulset in find(objects, "StatefulSet"):
+        assert len(statefulset["metadata"]["name"]) <= 52
+
+
+def test_environment_without_deployments_in_prefect_yaml_is_refused_with_registration():
+    with pytest.raises(HelmError) as refused:
+        render_chart({"environment": "qa"})
+    assert "environment=qa: registration.enabled=true registers the deployments" in refused.value.stderr
+    assert render_chart({"environment": "qa", "registration": {"enabled": False}})
+
+
+@pytest.mark.parametrize("key", ["podAnnotations", "extraEnvVars"])
+def test_prefect_placeholders_in_flow_run_settings_are_refused(key):
+    value = {"vault.hashicorp.com/agent-inject-template-db": "{{ .Data.username }}"}
+    if key == "extraEnvVars":
+        value = [{"name": "GREETING", "value": "{{ image }}"}]
+    with pytest.raises(HelmError) as refused:
+        render_chart({"flowRun": {key: value}})
+    assert f"flowRun.{key} contains `{{{{`: Prefect's worker treats the base job template" in refused.value.stderr

@@ -95,7 +95,7 @@ def test_no_hpa_without_dask():
 
 def test_notes_give_the_autoscaling_range():
     """NOTES named dask.worker.replicas (ignored under autoscaling) as the worker count."""
-    from chartkit import run_helm, CHART
+    from chartkit import CHART, run_helm
 
     args = ["install", "retail-etl", str(CHART), "--namespace", "retail-etl-dev", "--dry-run=client"]
     scaled = args + ["--set", "dask.worker.autoscaling.enabled=true,dask.worker.autoscaling.maxReplicas=6"]

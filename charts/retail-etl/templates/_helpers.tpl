@@ -578,6 +578,28 @@ Cross-value checks; included by templates/validate.yaml.
 {{- if .Values.basicAuth.enabled -}}
 {{- $_ := include "retail-etl.authSecretName" . -}}
 {{- end -}}
+{{- /* A StatefulSet's pods carry controller-revision-hash=<name>-<hash>, a label value of at most 63
+characters: Kubernetes accepts the StatefulSet but never creates its pods when the name exceeds 52. */ -}}
+{{- range $component := list "minio" "postgresql" "redis" -}}
+{{- if (index $.Values $component).enabled -}}
+{{- $name := include "retail-etl.componentName" (list $ $component) -}}
+{{- if gt (len $name) 52 -}}
+{{- fail (printf "%s.enabled=true names a StatefulSet %s (%d characters): Kubernetes creates no pods for StatefulSet names over 52; set fullnameOverride (at most %d characters) or use a shorter release name" $component $name (len $name) (sub 51 (len $component))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* The image's prefect.yaml defines deployments for these environments only; the hook would fail. */ -}}
+{{- if and .Values.registration.enabled (not (has .Values.environment (list "dev" "staging" "prod"))) -}}
+{{- fail (printf "environment=%s: registration.enabled=true registers the deployments that prefect.yaml (baked into the image) tags env:%s, and it has only dev, staging and prod; use one of them, or registration.enabled=false and register your own prefect.yaml with `retail-etl register`" .Values.environment .Values.environment) -}}
+{{- end -}}
+{{- /* Prefect renders the base job template with Jinja-like placeholders: a literal {{ in flow-run pod
+settings would be replaced or removed by the worker, not passed to the pod. */ -}}
+{{- $flowRun := pick .Values.flowRun "podAnnotations" "podLabels" "extraEnvVars" "extraVolumes" "extraVolumeMounts" -}}
+{{- range $key, $value := $flowRun -}}
+{{- if contains "{{" (toJson $value) -}}
+{{- fail (printf "flowRun.%s contains `{{`: Prefect's worker treats the base job template as a template and would rewrite it before creating the Job; move that setting to a ConfigMap or Secret the pod references" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
