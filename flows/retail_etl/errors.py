@@ -125,3 +125,34 @@ class BenchError(RetailEtlError):
     """The benchmark could not run or its contenders disagree."""
 
     exit_code = 8
+
+
+class GateRefused(PromotionRefused):
+    """The source environment has no Completed run of the build to promote (the gate): its
+    latest finished run ran another build, or did not complete, or there is none."""
+
+    exit_code = 21
+
+
+class UnknownBuild(PromotionRefused):
+    """A rollback names a build that was never promoted to the environment (no audit record)."""
+
+    exit_code = 22
+
+
+class AuditError(DeploymentError):
+    """The promotion's audit record cannot be written; nothing was promoted."""
+
+    exit_code = 23
+
+
+class ValuesFileError(DeploymentError):
+    """The environment's Helm values file cannot be rewritten (missing, or no image block to edit)."""
+
+    exit_code = 24
+
+
+class HelmUpgradeFailed(DeploymentError):
+    """`helm upgrade` of the promoted values file failed (the values file is already rewritten)."""
+
+    exit_code = 25
