@@ -79,11 +79,11 @@ def check_gate(client, source_env: str) -> str:
         raise PromotionRefused(f"no deployment {name} to promote from") from None
     run = _latest_finished_run(client, gate.id)
     if run is None:
-        raise PromotionRefused(f"{name} has never run; run it first or use --force")
+        raise PromotionRefused(f"{name} has never run", "run it first or use --force")
     if not run.state or not run.state.is_completed():
         state = run.state.name if run.state else "unknown"
         raise PromotionRefused(
-            f"the latest run of {name} ({run.name}, {run.id}) is {state}, not Completed; fix it or use --force"
+            f"the latest run of {name} ({run.name}, {run.id}) is {state}, not Completed", "fix it or use --force"
         )
     return f"run {run.name} ({run.id}) Completed"
 
@@ -220,7 +220,7 @@ def promote(
         except PromotionRefused as refusal:
             if not force:
                 raise
-            verdict = f"gate skipped with --force: {refusal}"
+            verdict = f"gate skipped with --force: {refusal.reason}"
         changes, writes = plan(client, source_env, target_env, project)
         if not dry_run:
             apply(client, writes, project)
