@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from retail_etl import __version__
 from retail_etl.deploy.project import Project, load_entrypoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_each_environment_names_its_own_pool_namespace_and_storage(project, envi
         assert f".retail-etl-{environment}.svc" in variables["env"]["RETAIL_ETL_DASK_ADDRESS"]
         assert variables["env"]["RETAIL_ETL_S3_ENDPOINT_URL"].startswith("http")
         assert isinstance(variables["finished_job_ttl"], int) and variables["finished_job_ttl"] > 0
-        assert "image" not in variables  # registration sets it (one source for the version)
+        assert variables["image"] == f"retail-etl:{__version__}"  # plain prefect deploy's; registration sets its own
         others = [other for other in ENVIRONMENTS if other != environment]
         flat = yaml.safe_dump(spec)
         assert not any(f"-{other}" in flat for other in others), f"{spec['name']} mentions another environment"
@@ -154,6 +155,7 @@ def test_plain_prefect_deploy_all_schedules_valid_runs_in_utc(prefect_api):
             assert [s.schedule.timezone for s in daily.schedules] == ["UTC"]
             zone = daily.job_variables["env"]["RETAIL_ETL_SCHEDULE_TIMEZONE"]
             assert zone == "UTC"
+            assert daily.job_variables["image"] == f"retail-etl:{__version__}"  # the image k8s/up.sh builds
             if not daily.schedules[0].active:
                 continue  # dev's schedule is paused: the server schedules nothing for it
             response = httpx.post(f"{prefect_api}/deployments/{daily.id}/schedule", json={"min_runs": 2}, timeout=60)
