@@ -100,7 +100,7 @@ def test_promotes_the_tested_build_and_records_it(envs):
 def test_refuses_a_source_that_never_ran(envs):
     envs.deploy(envs.source, "1.0.1")
     envs.deploy(envs.target, "1.0.0")
-    refused(envs.cli("--from", envs.source, "--to", envs.target), 21, "never finished a run", "--force")
+    refused(envs.cli("--from", envs.source, "--to", envs.target), 24, "never finished a run", "--force")
     assert envs.target_deployment().version == "1.0.0"
     assert not envs.root.exists()  # nothing recorded either
 
@@ -110,7 +110,7 @@ def test_refuses_a_build_other_than_the_one_that_ran(envs):
     envs.deploy(envs.target, "0")
     run = envs.run(envs.source, "Completed")
     envs.deploy(envs.source, "B")  # re-registered with an untested build
-    line = refused(envs.cli("--from", envs.source, "--to", envs.target), 21)
+    line = refused(envs.cli("--from", envs.source, "--to", envs.target), 24)
     assert f"{run.name} ({run.id}), ran build A, not build B to be promoted" in line
     assert envs.target_deployment().version == "0"
 
@@ -120,7 +120,7 @@ def test_refuses_a_failed_latest_run_of_the_build(envs):
     envs.deploy(envs.target, "0")
     envs.run(envs.source, "Completed")
     failed = envs.run(envs.source, "Failed")
-    refused(envs.cli("--from", envs.source, "--to", envs.target), 21, f"({failed.id}), is Failed, not Completed")
+    refused(envs.cli("--from", envs.source, "--to", envs.target), 24, f"({failed.id}), is Failed, not Completed")
 
 
 def test_a_run_with_invalid_parameters_does_not_count(envs):
@@ -138,10 +138,10 @@ def test_backfill_must_be_on_the_same_build_and_not_failing(envs):
     envs.deploy(envs.target, "0")
     envs.deploy(envs.target, "0", family="retail-etl-backfill")
     envs.run(envs.source, "Completed")
-    refused(envs.cli("--from", envs.source, "--to", envs.target), 21, "on build B", "on build A", "one build")
+    refused(envs.cli("--from", envs.source, "--to", envs.target), 24, "on build B", "on build A", "one build")
     envs.deploy(envs.source, "A", family="retail-etl-backfill")
     envs.run(envs.source, "Failed", family="retail-etl-backfill")
-    refused(envs.cli("--from", envs.source, "--to", envs.target), 21, "retail-etl-backfill", "is Failed")
+    refused(envs.cli("--from", envs.source, "--to", envs.target), 24, "retail-etl-backfill", "is Failed")
     envs.run(envs.source, "Completed", family="retail-etl-backfill")
     assert promote(envs.source, envs.target, dry_run=True).gate.build == "A"
 
@@ -169,7 +169,7 @@ def test_rollback_returns_to_a_recorded_build_through_the_gate(envs):
     promote(envs.source, envs.target)
     assert envs.target_deployment().version == "B"
 
-    refused(envs.cli("--to", envs.target, "--build", "Z"), 22, "never promoted", "recorded builds: A, B")
+    refused(envs.cli("--to", envs.target, "--build", "Z"), 25, "never promoted", "recorded builds: A, B")
     result = envs.cli("--to", envs.target, "--build", "A")
     assert result.exit_code == 0, result.output
     assert f"rollback {envs.source} -> {envs.target}: build B -> A (image retail-etl:A)" in result.stdout
@@ -190,7 +190,7 @@ def test_rollback_needs_a_completed_run_of_that_build(envs):
     envs.deploy(envs.source, "A")  # A again, and this time its run fails
     envs.run(envs.source, "Failed")
     envs.deploy(envs.source, "C")
-    refused(envs.cli("--to", envs.target, "--build", "A"), 21, "on build A", "is Failed")
+    refused(envs.cli("--to", envs.target, "--build", "A"), 24, "on build A", "is Failed")
 
 
 def test_refuses_when_the_record_cannot_be_written(envs, tmp_path):
@@ -200,7 +200,7 @@ def test_refuses_when_the_record_cannot_be_written(envs, tmp_path):
     (tmp_path / "a-file").write_text("")
     line = refused(
         envs.cli("--from", envs.source, "--to", envs.target, "--audit-root", str(tmp_path / "a-file" / "below")),
-        23,
+        26,
         "nothing promoted",
     )
     assert "a-file" in line and envs.target_deployment().version == "0"
@@ -211,7 +211,7 @@ def test_refuses_unknown_environment_even_forced(prefect_api):
     result = CliRunner().invoke(
         app, ["promote", "--from", "dev", "--to", "qa", "--force", "--prefect-file", str(repo / "prefect.yaml")]
     )
-    refused(result, 6, "unknown environment qa", "dev, prod, staging")
+    refused(result, 22, "unknown environment qa", "dev, prod, staging")
 
 
 def test_apply_needs_a_values_file(prefect_api):
@@ -224,10 +224,10 @@ def test_values_file_path_records_and_rewrites(envs, tmp_path):
     envs.run(envs.source, "Completed")
     values = tmp_path / "values-target.yaml"
     values.write_text("# target\nenvironment: target\n")
-    refused(envs.cli("--from", envs.source, "--to", envs.target, "--values-file", str(tmp_path / "nope.yaml")), 24)
+    refused(envs.cli("--from", envs.source, "--to", envs.target, "--values-file", str(tmp_path / "nope.yaml")), 27)
     refused(
         envs.cli("--from", envs.source, "--to", envs.target, "--values-file", str(values), "--image-ref", "repo"),
-        24,
+        27,
         "has no tag",
     )
     result = envs.cli("--from", envs.source, "--to", envs.target, "--values-file", str(values), "--apply", "--dry-run")

@@ -71,8 +71,8 @@ def test_registration_refuses_an_unknown_environment(prefect_api, tmp_path):
         prefect_api,
         tmp_path,
     )
-    assert result.returncode == 6  # DeploymentError
-    assert "env:qa" in result.stderr and "dev, prod, staging" in result.stderr
+    assert result.returncode == 22  # UnknownEnvironment
+    assert "unknown environment qa" in result.stderr and "known ones are dev, prod, staging" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

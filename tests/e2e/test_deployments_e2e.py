@@ -210,7 +210,7 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
 
     # Staging has never run: promoting it to prod is refused.
     refused = cli("promote", "--from", "staging", "--to", "prod")
-    assert refused.returncode == 21 and "never finished a run" in refused.stderr  # GateRefused
+    assert refused.returncode == 24 and "never finished a run" in refused.stderr  # GateRefused
 
     # A dev run scheduled at 06:00 Berlin on the 16th processes the 15th (the day before).
     scheduled = datetime(2024, 1, 16, 6, 0, tzinfo=ZoneInfo(TIMEZONE))
@@ -310,7 +310,7 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
     # dev re-registered with an untested build B: refused, naming the run, its build and B.
     register(s3_endpoint, "dev", "1.0.2", local)
     refused = cli("promote", "--from", "dev", "--to", "staging")
-    assert refused.returncode == 21, refused.stdout + refused.stderr
+    assert refused.returncode == 24, refused.stdout + refused.stderr
     assert f"({dev_run}), ran build 1.0.1, not build 1.0.2 to be promoted" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     forced = cli("promote", "--from", "dev", "--to", "staging", "--force")

@@ -41,16 +41,31 @@ def register(
     job_variables: Annotated[
         str | None, typer.Option(help="JSON object merged into every deployment's job variables.")
     ] = None,
-    version: Annotated[str | None, typer.Option(help="Deployment version (default: the package version).")] = None,
-    wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+    build: Annotated[
+        str | None,
+        typer.Option(
+            "--build", "--version", help="Build id recorded as each deployment's version (default: this image's)."
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the Prefect API to answer (the chart's Job waits longer).")
+    ] = 10.0,
     allowed_namespaces: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated namespaces the worker may create Jobs in; a deployment naming another is refused."
         ),
     ] = None,
+    reset_promotions: Annotated[
+        bool,
+        typer.Option("--reset-promotions", help="Replace builds given by `retail-etl promote` (default: keep them)."),
+    ] = False,
 ) -> None:
-    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
+    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job).
+
+    Needs a running Prefect API (PREFECT_API_URL); never starts a temporary one. A deployment that
+    `retail-etl promote` gave another image keeps it unless --reset-promotions.
+    """
     from ..deploy.register import register_environment
 
     template = _json_option("--base-job-template", base_job_template.read_text() if base_job_template else None)
@@ -64,9 +79,10 @@ def register(
         work_pool=work_pool,
         working_directory=working_directory,
         job_variables=overrides,
-        version=version,
+        build=build,
         wait_timeout=wait_timeout,
         allowed_namespaces=[name.strip() for name in (allowed_namespaces or "").split(",") if name.strip()],
+        reset_promotions=reset_promotions,
     )
     table = Table(title=f"registered environment {environment}")
     table.add_column("what")
@@ -81,9 +97,19 @@ def register(
     )
     for deployment in result["deployments"]:
         table.add_row(
-            "deployment", f"{deployment['flow_name']}/{deployment['name']}", f"pool {deployment['work_pool']}"
+            "deployment",
+            f"{deployment['flow_name']}/{deployment['name']}",
+            f"pool {deployment['work_pool']}, build {deployment['build']}",
         )
     console.print(table)
+    for deployment in result["deployments"]:
+        if deployment["kept_promotion"]:
+            console.print(
+                f"kept promoted build of {deployment['name']} ({deployment['kept_promotion']}):"
+                f" image {deployment['image']}, build {deployment['build']}; --reset-promotions replaces it",
+                highlight=False,
+                markup=False,
+            )
 
 
 @command("make-buckets")
@@ -145,10 +171,13 @@ def promote(
     upgrade). Every promotion is recorded: tags promoted-from:/build: (and forced-promotion), the
     description, TARGET-warehouse/_promotions/<time>-<build>.json and a Prefect event.
     """
+    from ..deploy.api import require_api, require_environments
     from ..deploy.promote import promote as promote_build
 
     if apply and values_file is None:
         raise ConfigurationError("--apply needs --values-file (the API path applies by itself)")
+    require_api()
+    require_environments(tuple(env for env in (source, target) if env), prefect_file)
     result = promote_build(
         source,
         target,
