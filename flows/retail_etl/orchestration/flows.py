@@ -36,7 +36,7 @@ from ..contract.manifest import Manifest
 from ..core.accounting import build_manifest, reason_counts
 from ..core.aggregate import mart_frame
 from ..core.checks import Rules
-from ..core.dates import date_range
+from ..core.dates import date_range, default_run_date  # noqa: F401 (re-exported for callers)
 from ..core.parse import ParseLimits
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
