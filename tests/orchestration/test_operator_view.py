@@ -114,3 +114,15 @@ def test_backfill_and_its_days_are_named_by_environment_and_date(dask_address, t
         "daily-sales-etl-dev 2024-01-02",
     ]
     assert all({"env:dev"} <= set(child.tags) for child in children)
+
+
+def test_build_id_is_the_images_stamp_else_the_local_version(monkeypatch):
+    from retail_etl import __version__
+    from retail_etl.build import build_id
+
+    monkeypatch.setenv("RETAIL_ETL_BUILD", "abc1234")
+    assert build_id() == "abc1234"
+    monkeypatch.setenv("RETAIL_ETL_BUILD", "")  # an image built without --build-arg
+    assert build_id() == f"{__version__}+local"
+    monkeypatch.delenv("RETAIL_ETL_BUILD")
+    assert build_id() == f"{__version__}+local"
