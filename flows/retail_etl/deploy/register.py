@@ -190,7 +190,8 @@ def register_deployments(
     """Create or update every deployment of `environment` (tagged ``env:<environment>``), labelled
     with `build`; a promoted build is kept unless `reset_promotions` (see the module's docstring)."""
     from prefect.client.orchestration import get_client
-    from prefect.utilities.callables import parameter_schema
+
+    from .parameters import deployment_parameter_schema
 
     build = build or build_id()
     registered = []
@@ -206,7 +207,7 @@ def register_deployments(
                 "version": build,
                 "version_info": version_info(build),
                 "entrypoint": spec["entrypoint"],
-                "parameter_schema": parameter_schema(flow).model_dump_for_openapi(),
+                "parameter_schema": deployment_parameter_schema(flow),
             }
             if kept is not None:
                 variables["image"] = kept[1].pop("image")
