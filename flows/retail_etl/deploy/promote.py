@@ -146,18 +146,20 @@ def gate_deployment(client, deployment, build: str, *, required: bool, pinned: b
         if not required:
             return None
         what = f"no finished run of build {build}" if pinned else "never finished a run"
-        raise GateRefused(f"{name} has {what}: run it on build {build} first, or use --force")
+        raise GateRefused(f"{name} has {what}", f"run it on build {build} first, or use --force")
     if run.deployment_version != build:
         if not required:
             return None
         raise GateRefused(
             f"the latest finished run of {name}, {run.name} ({run.id}), ran build {run.deployment_version},"
-            f" not build {build} to be promoted: run {name} on build {build} first, or use --force"
+            f" not build {build} to be promoted",
+            f"run {name} on build {build} first, or use --force",
         )
     if not run.state or not run.state.is_completed():
         raise GateRefused(
             f"the latest finished run of {name} on build {build}, {run.name} ({run.id}), is {_state(run)},"
-            " not Completed: fix it and run again, or use --force"
+            " not Completed",
+            "fix it and run again, or use --force",
         )
     return run
 
@@ -183,8 +185,8 @@ def check_gate(client, source_env: str, sources: dict[str, Any], build: str | No
         for deployment in sorted(sources.values(), key=lambda d: d.name):
             if deployment.version != build:
                 raise GateRefused(
-                    f"{deployment.name} is on build {deployment.version}, {daily.name} on build {build}:"
-                    f" register {source_env} with one build before promoting, or use --force"
+                    f"{deployment.name} is on build {deployment.version}, {daily.name} on build {build}",
+                    f"register {source_env} with one build before promoting, or use --force",
                 )
     run = gate_deployment(client, daily, build, required=True, pinned=pinned)
     if not pinned:
@@ -443,7 +445,7 @@ def promote(
             daily = sources.get(GATE_FAMILY)
             gate = Gate(
                 build=build or (daily.version if daily is not None else None) or "unknown",
-                verdict=f"FORCED past the gate: {refusal}",
+                verdict=f"FORCED past the gate: {refusal.reason}",
                 forced=True,
             )
         daily_now = sources.get(GATE_FAMILY)
