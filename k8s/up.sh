@@ -14,6 +14,8 @@
 #   CLUSTER_NAME        cluster / minikube profile name (default retail-etl)
 #   ENVIRONMENTS        environments to install, space-separated (default "dev"; e.g. "dev staging prod")
 #   IMAGE_TAG           tag of the retail-etl image (default: the chart's appVersion)
+#   BUILD_ID            build id stamped into the image as RETAIL_ETL_BUILD and its OCI revision label
+#                       (default: the short git SHA of the checkout, "-dirty" with uncommitted changes)
 #   SKIP_BUILD=1        do not build the image (it must already exist locally)
 #   HELM_TIMEOUT        per-release wait (default 10m)
 #   MINIKUBE_START_ARGS extra `minikube start` flags (default "--cni=calico --cpus=4 --memory=8g";
@@ -41,6 +43,17 @@ IMAGE_TAG="${IMAGE_TAG:-$(default_tag)}"
 [ -n "$IMAGE_TAG" ] || die "cannot read appVersion from $CHART/Chart.yaml; set IMAGE_TAG"
 [ "$IMAGE_TAG" != latest ] || die "IMAGE_TAG must be a pinned tag, not latest"
 IMAGE="retail-etl:$IMAGE_TAG"
+
+# The build id: what every manifest, artifact and deployment of this image names as its build.
+default_build_id() {
+  local sha
+  sha="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)" || return 0
+  if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    sha="$sha-dirty"
+  fi
+  printf '%s' "$sha"
+}
+BUILD_ID="${BUILD_ID:-$(default_build_id)}"
 
 # -- 1. tools ---------------------------------------------------------------------------------
 case "$PROVIDER" in
@@ -84,8 +97,12 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
   log "using the existing image $IMAGE"
   docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE does not exist locally (unset SKIP_BUILD)"
 else
-  log "building $IMAGE"
-  docker build -f "$ROOT/docker/Dockerfile" -t "$IMAGE" "$ROOT"
+  log "building $IMAGE (build ${BUILD_ID:-unstamped})"
+  docker build -f "$ROOT/docker/Dockerfile" -t "$IMAGE" \
+    --build-arg RETAIL_ETL_BUILD="$BUILD_ID" \
+    --build-arg RETAIL_ETL_VERSION="$IMAGE_TAG" \
+    --build-arg RETAIL_ETL_CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$ROOT"
 fi
 log "loading $IMAGE into the cluster"
 if [ "$PROVIDER" = kind ]; then

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         timedelta(days=7), description="Replaced table files stay this long (time travel, rollback)."
     )
 
+    environment: str = Field(
+        "local",
+        min_length=1,
+        description="The environment this process runs in (dev, staging, prod): named in run names, "
+        "artifact keys and every manifest.",
+    )
+
     @field_validator("regions", mode="before")
     @classmethod
     def _split_regions(cls, value: Any) -> Any:

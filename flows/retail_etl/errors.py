@@ -112,7 +112,41 @@ class RegistrationError(DeploymentError):
 
 
 class PromotionRefused(DeploymentError):
-    """The source build is not known to be good (or there is nothing to promote)."""
+    """The source build is not known to be good (or there is nothing to promote).
+
+    `reason` is what is wrong and `remedy` what to do about it; a forced promotion reports the
+    reason alone (telling someone who used --force to use --force helps nobody).
+    """
+
+    def __init__(self, reason: str, remedy: str = "") -> None:
+        super().__init__(f"{reason}: {remedy}" if remedy else reason)
+        self.reason = reason
+        self.remedy = remedy
+
+
+class ApiNotConfigured(DeploymentError):
+    """No Prefect API is configured (PREFECT_API_URL, nor in the active profile): register and
+    promote refuse rather than write into a temporary server that vanishes with the command."""
+
+    exit_code = 20
+
+
+class ApiUnreachable(DeploymentError):
+    """The configured Prefect API does not answer its health check."""
+
+    exit_code = 21
+
+
+class UnknownEnvironment(RegistrationError):
+    """An environment no deployment is tagged for (``env:<name>``)."""
+
+    exit_code = 22
+
+
+class WorkPoolTypeMismatch(DeploymentError):
+    """The environment's work pool exists with another type than the one asked for."""
+
+    exit_code = 23
 
 
 class NothingPublishedError(RetailEtlError):
@@ -125,3 +159,34 @@ class BenchError(RetailEtlError):
     """The benchmark could not run or its contenders disagree."""
 
     exit_code = 8
+
+
+class GateRefused(PromotionRefused):
+    """The source environment has no Completed run of the build to promote (the gate): its
+    latest finished run ran another build, or did not complete, or there is none."""
+
+    exit_code = 24
+
+
+class UnknownBuild(PromotionRefused):
+    """A rollback names a build that was never promoted to the environment (no audit record)."""
+
+    exit_code = 25
+
+
+class AuditError(DeploymentError):
+    """The promotion's audit record cannot be written; nothing was promoted."""
+
+    exit_code = 26
+
+
+class ValuesFileError(DeploymentError):
+    """The environment's Helm values file cannot be rewritten (missing, or no image block to edit)."""
+
+    exit_code = 27
+
+
+class HelmUpgradeFailed(DeploymentError):
+    """`helm upgrade` of the promoted values file failed (the values file is already rewritten)."""
+
+    exit_code = 28

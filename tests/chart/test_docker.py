@@ -44,6 +44,25 @@ def test_final_stage_is_non_root_with_fixed_uid_and_no_build_tools():
     assert not re.search(r"apt-get install|gcc|build-essential|pip install", run_lines)
 
 
+def test_final_stage_stamps_the_build_id_as_env_and_oci_labels():
+    """`--build-arg RETAIL_ETL_BUILD=<sha>` reaches the code (env) and `docker inspect` (labels)."""
+    final = stages()[-1]
+    args = {arg.split("=", 1)[0] for name, arg in final if name == "ARG"}
+    assert {"RETAIL_ETL_BUILD", "RETAIL_ETL_VERSION", "RETAIL_ETL_CREATED"} <= args
+    env = " ".join(arg for name, arg in final if name == "ENV")
+    assert re.search(r"\bRETAIL_ETL_BUILD=\$\{RETAIL_ETL_BUILD\}", env), env
+    labels = " ".join(arg for name, arg in final if name == "LABEL")
+    for label, arg in (
+        ("revision", "RETAIL_ETL_BUILD"),
+        ("version", "RETAIL_ETL_VERSION"),
+        ("created", "RETAIL_ETL_CREATED"),
+    ):
+        assert f'org.opencontainers.image.{label}="${{{arg}}}"' in labels, label
+    # declared after the install and the copies, so a new build id reuses their cached layers
+    names = [name for name, _ in final]
+    assert names.index("ARG") > max(number for number, name in enumerate(names) if name in {"RUN", "COPY"})
+
+
 def test_everything_copied_exists_and_dockerignore_keeps_the_context_small():
     for name, argument in instructions():
         if name == "COPY" and "--from" not in argument:

@@ -7,6 +7,7 @@ stubs that record their arguments; the scripts run for real against them.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import textwrap
 
@@ -125,6 +126,19 @@ def test_up_on_kind_installs_platform_then_dev(stubs):
     again = stubs("up.sh")
     assert not any("create cluster" in c for c in again)
     assert len(helm_installs(again)) == 2
+
+
+def test_up_stamps_the_build_id_into_the_image(stubs):
+    calls = stubs("up.sh", BUILD_ID="abc1234")
+    build = calls[index_of(calls, "docker build -f")]
+    assert "--build-arg RETAIL_ETL_BUILD=abc1234 " in build
+    assert "--build-arg RETAIL_ETL_VERSION=0.1.0 " in build
+    assert re.search(r"--build-arg RETAIL_ETL_CREATED=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", build), build
+    # unset, the build id is the checkout's git SHA (when there is a checkout)
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if sha.returncode == 0:
+        default = stubs("up.sh")
+        assert f"--build-arg RETAIL_ETL_BUILD={sha.stdout.strip()}" in default[index_of(default, "docker build -f")]
 
 
 def test_up_installs_every_requested_environment(stubs):

@@ -55,3 +55,16 @@ def test_published_json_schema_is_current():
     assert json.loads(SCHEMA_FILE.read_text()) == manifest_json_schema(), (
         "regenerate it: python -m retail_etl.contract.manifest > docs/manifest.schema.json"
     )
+
+
+def test_manifest_records_build_and_environment_and_reads_earlier_manifests():
+    """Lineage next to the Parquet: which build, in which environment, published the day. A manifest
+    stored before these fields existed still reads (as `unknown`), and the version stays."""
+    stored = json.loads(manifest(build="abc1234", environment="staging").to_json_bytes())
+    assert (stored["build"], stored["environment"], stored["retail_etl_version"]) == ("abc1234", "staging", "1.0")
+    jsonschema.validate(stored, manifest_json_schema())
+    earlier = {key: value for key, value in stored.items() if key not in ("build", "environment")}
+    jsonschema.validate(earlier, manifest_json_schema())
+    read = Manifest.model_validate(earlier)
+    assert (read.build, read.environment, read.retail_etl_version) == ("unknown", "unknown", "1.0")
+    assert {"build", "environment", "retail_etl_version"} <= set(manifest_json_schema()["properties"])

@@ -33,6 +33,7 @@ def run_cli(args: list[str], api_url: str, tmp_path: Path) -> subprocess.Complet
 
 def test_registration_job_command_against_a_real_api(prefect_api, tmp_path):
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     template, command = chart_registration_job("staging")
     assert command[:2] == ["retail-etl", "register"]
@@ -40,6 +41,18 @@ def test_registration_job_command_against_a_real_api(prefect_api, tmp_path):
     args = command[1:]
     args[args.index("--base-job-template") + 1] = str(tmp_path / "template.json")
     args[args.index("--prefect-file") + 1] = str(REPO / "prefect.yaml")
+
+    # The API is shared by the session: start from no staging pool and deployments (what a new cluster has).
+    with get_client(sync_client=True) as client:
+        for name in ("daily-sales-etl/daily-sales-etl-staging", "backfill/backfill-staging"):
+            try:
+                client.delete_deployment(client.read_deployment_by_name(name).id)
+            except ObjectNotFound:
+                pass
+        try:
+            client.delete_work_pool("retail-etl-staging")
+        except ObjectNotFound:
+            pass
 
     first = run_cli(args, prefect_api, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -71,8 +84,10 @@ def test_registration_refuses_an_unknown_environment(prefect_api, tmp_path):
         prefect_api,
         tmp_path,
     )
-    assert result.returncode == 6  # DeploymentError
-    assert "env:qa" in result.stderr and "dev, prod, staging" in result.stderr
+    assert result.returncode == 22  # UnknownEnvironment
+    assert (
+        "unknown environment qa" in result.stderr and "known ones are dev, prod, staging" in result.stderr
+    )  # prefect.yaml's
     assert len(result.stderr.strip().splitlines()) == 1
 
 

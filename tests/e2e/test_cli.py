@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, cwd, check: bool = True, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -63,6 +66,10 @@ def test_generate_backfill_report(tmp_path):
         (("backfill", "--start", "2024-01-05", "--end", "2024-01-01"), "before", 2),
         (("report", "--warehouse", "nowhere", "--start", "2024-01-01", "--end", "2024-01-02"), "nothing published", 7),
         (("register", "--environment", "dev", "--job-variables", "{not json"), "--job-variables is not valid JSON", 3),
+        # No PREFECT_API_URL: refused at once, never a temporary server that vanishes with what was written.
+        (("register", "--environment", "dev", "--prefect-file", str(REPO / "prefect.yaml")), "no Prefect API", 20),
+        (("promote", "--from", "dev", "--to", "staging"), "no Prefect API configured", 20),
+        (("promote", "--from", "dev", "--to", "qa", "--force"), "no Prefect API configured", 20),
     ],
 )
 def test_clear_errors(tmp_path, args, message, code):
@@ -70,6 +77,9 @@ def test_clear_errors(tmp_path, args, message, code):
     assert result.returncode == code
     assert message in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    assert "temporary server" not in result.stdout + result.stderr.replace("never use a temporary server", "")
+    if code != 2:  # usage errors are typer's framed message; ours are one line
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_missing_landing_day_is_one_line_on_stderr(tmp_path):

@@ -1,8 +1,11 @@
 """Deployments end to end: real `prefect server start`, real process worker, real S3 API (moto).
 
 The same registration code the chart's Job runs registers dev and staging with their pools
-overridden to process pools; a scheduled dev run is executed by a worker, promoted to staging,
-run there, and each environment's outputs land in its own bucket.
+overridden to process pools; a scheduled dev run of build A is executed by a worker, promoted to
+staging, run there, and each environment's outputs land in its own bucket. Then the gate: a dev run
+with invalid parameters does not count, an untested build B registered in dev is refused, a forced
+promotion is marked as forced, and staging rolls back to A; each promotion leaves a record in
+staging's warehouse.
 """
 
 from __future__ import annotations
@@ -135,12 +138,45 @@ def schedule_run(deployment: str, when: datetime, parameters: dict | None = None
         ).id
 
 
+def create_run_unchecked(api_url: str, deployment: str, parameters: dict):
+    """A run created without the server checking its parameters against the deployment's schema."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        target = client.read_deployment_by_name(deployment)
+    response = httpx.post(
+        f"{api_url}/deployments/{target.id}/create_flow_run",
+        json={"parameters": parameters, "enforce_parameter_schema": False},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def register(s3_endpoint: str, environment: str, build: str, local: dict):
+    """Register `environment` as the chart's hook would, with `build` as its version and image tag."""
+    from retail_etl.deploy.register import register_environment
+
+    os.environ["RETAIL_ETL_WAREHOUSE"] = f"s3://warehouse-{environment}"
+    try:
+        return register_environment(
+            environment,
+            REPO / "prefect.yaml",
+            pool_type="process",
+            image=f"retail-etl:{build}",
+            version=build,
+            working_directory=str(REPO),
+            job_variables=local,
+            wait_timeout=30,
+        )
+    finally:
+        del os.environ["RETAIL_ETL_WAREHOUSE"]
+
+
 def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
     from prefect.client.schemas.sorting import FlowRunSort
-
-    from retail_etl.deploy.register import register_environment
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     for bucket in ("landing", "warehouse-dev", "warehouse-staging"):
@@ -163,22 +199,8 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
             "RETAIL_ETL_DASK_WORKERS": "1",
         }
     }
-    for environment in ("dev", "staging"):
-        monkey_warehouse = f"s3://warehouse-{environment}"
-        os.environ["RETAIL_ETL_WAREHOUSE"] = monkey_warehouse
-        try:
-            result = register_environment(
-                environment,
-                REPO / "prefect.yaml",
-                pool_type="process",
-                image=f"retail-etl:1.0.{'1' if environment == 'dev' else '0'}",
-                version="1.0.1" if environment == "dev" else "1.0.0",
-                working_directory=str(REPO),
-                job_variables=local,
-                wait_timeout=30,
-            )
-        finally:
-            del os.environ["RETAIL_ETL_WAREHOUSE"]
+    for environment, build in (("dev", "1.0.1"), ("staging", "1.0.0")):
+        result = register(s3_endpoint, environment, build, local)
         assert result["work_pools"] == {f"retail-etl-{environment}": "created"}
         assert result["result_storage"].startswith("remote-file-system/retail-etl-results-")
         assert sorted(d["name"] for d in result["deployments"]) == [
@@ -188,7 +210,7 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
 
     # Staging has never run: promoting it to prod is refused.
     refused = cli("promote", "--from", "staging", "--to", "prod")
-    assert refused.returncode == 6 and "has never run" in refused.stderr  # DeploymentError
+    assert refused.returncode == 24 and "never finished a run" in refused.stderr  # GateRefused
 
     # A dev run scheduled at 06:00 Berlin on the 16th processes the 15th (the day before).
     scheduled = datetime(2024, 1, 16, 6, 0, tzinfo=ZoneInfo(TIMEZONE))
@@ -203,6 +225,13 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
     assert any(key.startswith(f"curated/sales/sale_date={DAY}/region=") for key in dev_objects)
     assert any(key.startswith("_prefect/results/extract-") for key in dev_objects)
     assert not bucket_objects(s3_endpoint, "warehouse-staging")
+
+    # A run created with invalid parameters (schema enforcement off, as an old client would) fails
+    # validation in the engine and does not become "the latest run" the gate looks at.
+    invalid_run = create_run_unchecked(api, "daily-sales-etl/daily-sales-etl-dev", {"run_date": "2024-13-45"})
+    run_worker(api, "retail-etl-dev", tmp_path / "worker-home")
+    invalid_state = flow_run(invalid_run).state
+    assert invalid_state.is_failed() and "Validation of flow parameters failed" in invalid_state.message
 
     dry = cli("promote", "--from", "dev", "--to", "staging", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -221,6 +250,18 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
     assert staging.job_variables["env"]["RETAIL_ETL_WAREHOUSE"] == "s3://warehouse-staging"
     assert staging.work_pool_name == "retail-etl-staging"
     assert "promoted-from:dev" in staging.tags and "Promoted from dev" in staging.description
+    assert "build:1.0.1" in staging.tags and f"gate run {dev_run}" in staging.description
+    assert f"passed: {flow_run(dev_run).name} ({dev_run})" in promoted.stdout
+
+    # The Helm path on a copy of staging's values file: the gate, then the image lines as a diff.
+    values = tmp_path / "values-staging.yaml"
+    values.write_text((REPO / "k8s" / "values-staging.yaml").read_text())
+    helm = cli("promote", "--from", "dev", "--to", "staging", "--values-file", str(values), "--apply", "--dry-run")
+    assert helm.returncode == 0, helm.stdout + helm.stderr
+    assert "+  repository: retail-etl" in helm.stdout and '+  tag: "1.0.1"' in helm.stdout
+    assert f"would run: helm upgrade --install retail-etl charts/retail-etl -n retail-etl-staging -f {values}" in (
+        helm.stdout
+    )
     assert [s.active for s in staging.schedules] == [True] and [s.active for s in dev.schedules] == [False]
 
     staging_run = schedule_run(
@@ -265,3 +306,37 @@ def test_register_run_promote_and_schedule(api, s3_endpoint, tmp_path):
     assert all((t.hour, t.minute) == (6, 0) for t in times)
     assert all(later - earlier == timedelta(days=1) for earlier, later in zip(times, times[1:], strict=False))
     assert dev_upcoming == []
+
+    # dev re-registered with an untested build B: refused, naming the run, its build and B.
+    register(s3_endpoint, "dev", "1.0.2", local)
+    refused = cli("promote", "--from", "dev", "--to", "staging")
+    assert refused.returncode == 24, refused.stdout + refused.stderr
+    assert f"({dev_run}), ran build 1.0.1, not build 1.0.2 to be promoted" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    forced = cli("promote", "--from", "dev", "--to", "staging", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "FORCED past the gate" in forced.stdout
+    with get_client(sync_client=True) as client:
+        staging = client.read_deployment_by_name("daily-sales-etl/daily-sales-etl-staging")
+    assert staging.version == "1.0.2" and {"forced-promotion", "build:1.0.2"} <= set(staging.tags)
+
+    # Rollback to A: found in staging's promotion records, through the gate (dev's Completed run of A).
+    rolled = cli("promote", "--to", "staging", "--build", "1.0.1")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "rollback dev -> staging: build 1.0.2 -> 1.0.1 (image retail-etl:1.0.1)" in rolled.stdout
+    with get_client(sync_client=True) as client:
+        staging = client.read_deployment_by_name("daily-sales-etl/daily-sales-etl-staging")
+        backfill = client.read_deployment_by_name("retail-etl-backfill/backfill-staging")
+    assert staging.version == backfill.version == "1.0.1"
+    assert staging.job_variables["image"] == backfill.job_variables["image"] == "retail-etl:1.0.1"
+    assert "forced-promotion" not in staging.tags and "rollback" in staging.tags
+    keys = sorted(key for key in bucket_objects(s3_endpoint, "warehouse-staging") if key.startswith("_promotions/"))
+    records = [json.loads(s3.get_object(Bucket="warehouse-staging", Key=key)["Body"].read()) for key in keys]
+    assert [(r["build"], r["forced"], r["rollback"]) for r in records] == [
+        ("1.0.1", False, False),
+        ("1.0.2", True, False),
+        ("1.0.1", False, True),
+    ]
+    assert records[0]["gate_run_id"] == records[2]["gate_run_id"] == str(dev_run)
+    for name, result in (("refused", refused), ("forced", forced), ("rolled back", rolled)):
+        print(f"--- {name}: exit {result.returncode}\n{result.stdout}{result.stderr}")

@@ -265,11 +265,12 @@ def test_artifacts_show_the_day(run_day, tmp_dirs):
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[manifest.run_id]))
         )
     by_key = {artifact.key: artifact for artifact in artifacts}
-    assert by_key["retail-etl-region-figures"].type == "table"
-    table = by_key["retail-etl-region-figures"].data
+    # keys carry the environment (RETAIL_ETL_ENVIRONMENT, "local" when unset)
+    assert by_key["retail-etl-region-figures-local"].type == "table"
+    table = by_key["retail-etl-region-figures-local"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert sorted(row["region"] for row in table) == sorted(manifest.regions)
-    assert "duplicate_transaction" in by_key["retail-etl-quarantine"].data
+    assert "duplicate_transaction" in by_key["retail-etl-quarantine-local"].data
 
 
 def test_backfill_runs_every_day(dask_address, tmp_dirs, monkeypatch):

@@ -411,6 +411,7 @@ YAML map. Usage: include "retail-etl.etlEnvMap" (list . "dask") (component for t
 {{- define "retail-etl.etlEnvMap" -}}
 {{- $ctx := index . 0 -}}
 {{- $env := dict "PREFECT_API_URL" (include "retail-etl.apiUrl" .) -}}
+{{- $_ := set $env "RETAIL_ETL_ENVIRONMENT" $ctx.Values.environment -}}
 {{- $_ := set $env "RETAIL_ETL_LANDING" $ctx.Values.etl.landing -}}
 {{- $_ := set $env "RETAIL_ETL_WAREHOUSE" (include "retail-etl.warehouse" $ctx) -}}
 {{- with include "retail-etl.s3EndpointUrl" $ctx }}{{ $_ := set $env "RETAIL_ETL_S3_ENDPOINT_URL" . }}{{ end -}}

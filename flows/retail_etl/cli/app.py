@@ -21,7 +21,8 @@ from ..errors import RetailEtlError
 
 HELP = """The `retail-etl` command line: generate, run, backfill, report, demo, register, promote, bench.
 
-With no PREFECT_API_URL, a command starts one temporary local Prefect server;
+With no PREFECT_API_URL, a command that runs flows starts one temporary local Prefect server
+(register and promote refuse instead: they need the API that keeps the deployments);
 with no RETAIL_ETL_DASK_ADDRESS, one LocalCluster; both last as long as the command.
 """
 

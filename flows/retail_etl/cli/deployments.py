@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..config import load_settings
@@ -40,16 +41,31 @@ def register(
     job_variables: Annotated[
         str | None, typer.Option(help="JSON object merged into every deployment's job variables.")
     ] = None,
-    version: Annotated[str | None, typer.Option(help="Deployment version (default: the package version).")] = None,
-    wait_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Prefect API.")] = 300.0,
+    build: Annotated[
+        str | None,
+        typer.Option(
+            "--build", "--version", help="Build id recorded as each deployment's version (default: this image's)."
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the Prefect API to answer (the chart's Job waits longer).")
+    ] = 10.0,
     allowed_namespaces: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated namespaces the worker may create Jobs in; a deployment naming another is refused."
         ),
     ] = None,
+    reset_promotions: Annotated[
+        bool,
+        typer.Option("--reset-promotions", help="Replace builds given by `retail-etl promote` (default: keep them)."),
+    ] = False,
 ) -> None:
-    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job)."""
+    """Create or update an environment's work pool, result storage and deployments (the chart's registration Job).
+
+    Needs a running Prefect API (PREFECT_API_URL); never starts a temporary one. A deployment that
+    `retail-etl promote` gave another image keeps it unless --reset-promotions.
+    """
     from ..deploy.register import register_environment
 
     template = _json_option("--base-job-template", base_job_template.read_text() if base_job_template else None)
@@ -63,9 +79,10 @@ def register(
         work_pool=work_pool,
         working_directory=working_directory,
         job_variables=overrides,
-        version=version,
+        build=build,
         wait_timeout=wait_timeout,
         allowed_namespaces=[name.strip() for name in (allowed_namespaces or "").split(",") if name.strip()],
+        reset_promotions=reset_promotions,
     )
     table = Table(title=f"registered environment {environment}")
     table.add_column("what")
@@ -80,9 +97,19 @@ def register(
     )
     for deployment in result["deployments"]:
         table.add_row(
-            "deployment", f"{deployment['flow_name']}/{deployment['name']}", f"pool {deployment['work_pool']}"
+            "deployment",
+            f"{deployment['flow_name']}/{deployment['name']}",
+            f"pool {deployment['work_pool']}, build {deployment['build']}",
         )
     console.print(table)
+    for deployment in result["deployments"]:
+        if deployment["kept_promotion"]:
+            console.print(
+                f"kept promoted build of {deployment['name']} ({deployment['kept_promotion']}):"
+                f" image {deployment['image']}, build {deployment['build']}; --reset-promotions replaces it",
+                highlight=False,
+                markup=False,
+            )
 
 
 @command("make-buckets")
@@ -99,37 +126,106 @@ def make_buckets(
 
 @command()
 def promote(
-    source: Annotated[str, typer.Option("--from", help="Environment whose tested build to promote, e.g. dev.")],
-    target: Annotated[str, typer.Option("--to", help="Environment to promote it to, e.g. staging.")],
+    target: Annotated[str, typer.Option("--to", help="Environment to promote to, e.g. staging.")],
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Environment whose tested build to promote, e.g. dev (a rollback finds it)."),
+    ] = None,
+    build: Annotated[
+        str | None,
+        typer.Option("--build", help="Roll TARGET back to this earlier promoted build (its promotion record)."),
+    ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Promote even if the source's latest daily run did not complete.")
+        bool, typer.Option("--force", help="Promote past the gate (recorded as forced: tag and audit record).")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")] = False,
     prefect_file: Annotated[
-        Path, typer.Option(help="prefect.yaml, used to create target deployments that do not exist yet.")
+        Path, typer.Option(help="prefect.yaml: known environments, and target deployments to create.")
     ] = Path("prefect.yaml"),
+    values_file: Annotated[
+        Path | None,
+        typer.Option(help="Helm path: rewrite image.repository/tag/digest in this values file instead of the API."),
+    ] = None,
+    image_ref: Annotated[
+        str | None, typer.Option(help="Image of the build, repository:tag[@digest] (default: the source's image).")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="With --values-file: then run helm upgrade --install for the release.")
+    ] = False,
+    release: Annotated[str, typer.Option(help="Helm release name (--apply).")] = "retail-etl",
+    namespace: Annotated[
+        str | None, typer.Option(help="Helm release namespace (--apply; default retail-etl-TARGET).")
+    ] = None,
+    chart: Annotated[Path, typer.Option(help="The chart to upgrade with (--apply).")] = Path("charts/retail-etl"),
+    audit_root: Annotated[
+        str | None,
+        typer.Option(help="Where promotion records go (default: TARGET's warehouse; records under _promotions/)."),
+    ] = None,
 ) -> None:
-    """Give TARGET's deployments SOURCE's image and flow version; TARGET keeps pool, namespace, storage, schedule.
+    """Promote SOURCE's tested build to TARGET (or roll TARGET back with --build), recorded.
 
-    Reads the source deployments from the Prefect API (PREFECT_API_URL). Refuses unless the
-    latest run of daily-sales-etl-SOURCE completed (--force overrides). Records the promotion in
-    the target's tags (promoted-from:SOURCE) and description.
+    The gate: SOURCE's latest finished daily-sales-etl run must be Completed on exactly the build
+    being promoted (the deployment version). Through the API (default) TARGET's deployments get
+    SOURCE's image, version and entrypoint and keep their pool, namespace, storage and schedule; with
+    --values-file the Helm values file's image is rewritten and the diff printed (--apply: helm
+    upgrade). Every promotion is recorded: tags promoted-from:/build: (and forced-promotion), the
+    description, TARGET-warehouse/_promotions/<time>-<build>.json and a Prefect event.
     """
+    from ..deploy.api import require_api, require_environments
     from ..deploy.promote import promote as promote_build
 
-    verdict, changes = promote_build(source, target, force=force, dry_run=dry_run, prefect_file=prefect_file)
-    console.print(f"gate: {verdict}")
-    table = Table(title=f"promotion {source} -> {target}" + (" (dry run: nothing changed)" if dry_run else ""))
-    for column in ("deployment", "action", "field", "before", "after"):
-        table.add_column(column)
-    for change in changes:
-        if not change.fields:
-            table.add_row(change.target, change.action, "(no change)", "", "")
-        for index, (name, (before, after)) in enumerate(change.fields.items()):
-            table.add_row(
-                change.target if index == 0 else "", change.action if index == 0 else "", name, str(before), str(after)
-            )
-    console.print(table)
+    if apply and values_file is None:
+        raise ConfigurationError("--apply needs --values-file (the API path applies by itself)")
+    require_api()
+    require_environments(tuple(env for env in (source, target) if env), prefect_file)
+    result = promote_build(
+        source,
+        target,
+        build=build,
+        force=force,
+        dry_run=dry_run,
+        prefect_file=prefect_file,
+        values_file=values_file,
+        image_ref=image_ref,
+        helm_apply=apply,
+        release_name=release,
+        namespace=namespace,
+        chart=chart,
+        audit_root_url=audit_root,
+        storage_options=load_settings().storage_options(),
+    )
+    out = Console(soft_wrap=True, highlight=False)
+    kind = "rollback" if result.rollback else "promotion"
+    out.print(f"gate: {result.gate.verdict}", markup=False)
+    out.print(
+        f"{kind} {result.source_env} -> {result.target_env}: build {result.previous_build} -> {result.build}"
+        f" (image {result.image})"
+        + (" [FORCED]" if result.gate.forced else "")
+        + (" (dry run: nothing changed)" if dry_run else ""),
+        markup=False,
+    )
+    if result.diff is not None:
+        out.print(result.diff or f"{values_file}: already on this image (no change)", markup=False, end="")
+        if result.helm_command:
+            out.print(("would run: " if dry_run else "ran: ") + " ".join(result.helm_command), markup=False)
+    else:
+        table = Table(title=f"{kind} {result.source_env} -> {result.target_env}")
+        for column in ("deployment", "action", "field", "before", "after"):
+            table.add_column(column)
+        for change in result.changes:
+            if not change.fields:
+                table.add_row(change.target, change.action, "(no change)", "", "")
+            for index, (name, (before, after)) in enumerate(change.fields.items()):
+                table.add_row(
+                    change.target if index == 0 else "",
+                    change.action if index == 0 else "",
+                    name,
+                    str(before),
+                    str(after),
+                )
+        console.print(table)
+    if result.record_url:
+        out.print(f"recorded: {result.record_url}", markup=False)
 
 
 @command("check-install")

@@ -94,6 +94,16 @@ class Manifest(BaseModel):
     revenue: float = Field(description="Total revenue published, rounded to cents.")
     created_at: str = Field(default_factory=_now, description="When the manifest was built (UTC, ISO 8601).")
     retail_etl_version: str = Field(description="Version of the code that published the day.")
+    build: str = Field(
+        "unknown",
+        description="The build that published the day: the image's build id (git SHA, `RETAIL_ETL_BUILD`), "
+        "or `<version>+local` outside an image; `unknown` in manifests written before it was recorded.",
+    )
+    environment: str = Field(
+        "unknown",
+        description="The environment whose run published the day (dev, staging, prod, or `local`); "
+        "`unknown` in manifests written before it was recorded.",
+    )
     tables: dict[str, int] = Field(
         default_factory=dict,
         description="The Delta table version that published the day, per table (curated, quarantine, marts).",

@@ -2,11 +2,11 @@
 
 >>> from retail_etl.core.aggregate import RegionSummary
 >>> north = RegionSummary("north", 10.0, 3, 2, 5.0, 2, 0, 0)
->>> m = build_manifest(run_id="r1", sale_date="2024-01-15", landing=None, version="0",
-...                    accepted=[AcceptedFile(file="s1.csv", rows=3)], rejected=[],
+>>> m = build_manifest(run_id="r1", sale_date="2024-01-15", landing=None, version="0", build="0+local",
+...                    environment="local", accepted=[AcceptedFile(file="s1.csv", rows=3)], rejected=[],
 ...                    reasons=reason_counts([{"bad_price": 1}], duplicates=0), regions=[north])
->>> m.rows_published, m.rows_quarantined, m.regions["north"]
-(2, 1, RegionFigures(rows=2, revenue=10.0))
+>>> m.rows_published, m.rows_quarantined, m.regions["north"], m.build, m.environment
+(2, 1, RegionFigures(rows=2, revenue=10.0), '0+local', 'local')
 """
 
 from __future__ import annotations
@@ -39,13 +39,18 @@ def build_manifest(
     sale_date: str,
     landing: str | None,
     version: str,
+    build: str,
+    environment: str,
     accepted: list[AcceptedFile],
     rejected: list[RejectedFileRecord],
     reasons: dict[str, int],
     regions: list[RegionSummary],
     skipped: Sequence[SkippedEntry] = (),
 ) -> Manifest:
-    """Assemble the manifest; it refuses (RowAccountingError) if any row is unaccounted for."""
+    """Assemble the manifest; it refuses (RowAccountingError) if any row is unaccounted for.
+
+    `build` and `environment` are the day's lineage: which code, run where, published it.
+    """
     ordered = sorted(regions, key=lambda summary: summary.region)
     return Manifest(
         run_id=run_id,
@@ -61,4 +66,6 @@ def build_manifest(
         regions={s.region: RegionFigures(rows=s.transactions, revenue=s.revenue) for s in ordered},
         revenue=round(sum(summary.revenue for summary in ordered), 2),
         retail_etl_version=version,
+        build=build,
+        environment=environment,
     )

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..config import template_environment
-from ..errors import RegistrationError
+from ..errors import RegistrationError, UnknownEnvironment
 
 _ENV_TEMPLATE = re.compile(r"\{\{\s*\$([A-Z0-9_]+)\s*\}\}")
 
@@ -81,11 +81,25 @@ class Project:
     def for_environment(self, environment: str) -> list[dict]:
         chosen = [d for d in self.deployments if f"env:{environment}" in d.get("tags", [])]
         if not chosen:
-            raise RegistrationError(
-                f"no deployment in {self.path.name} is tagged env:{environment}; "
-                f"known: {', '.join(self.environments())}"
+            raise UnknownEnvironment(
+                f"unknown environment {environment}: no deployment in {self.path} is tagged env:{environment};"
+                f" known ones are {', '.join(self.environments())}"
             )
         return chosen
+
+    def with_schedule_timezone(self, zone: str | None) -> Project:
+        """This project with every schedule, and the flow runs' RETAIL_ETL_SCHEDULE_TIMEZONE, in
+        `zone` (prefect.yaml's literal zone when None: plain `prefect deploy` uses that one)."""
+        if not zone:
+            return self
+        data = copy.deepcopy(self.data)
+        for deployment in data.get("deployments") or []:
+            for schedule in deployment.get("schedules") or []:
+                schedule["timezone"] = zone
+            env = (deployment.get("work_pool") or {}).get("job_variables", {}).get("env")
+            if isinstance(env, dict) and "RETAIL_ETL_SCHEDULE_TIMEZONE" in env:
+                env["RETAIL_ETL_SCHEDULE_TIMEZONE"] = zone
+        return Project(path=self.path, data=data)
 
     def pull_steps(self, working_directory: str | None = None) -> list[dict]:
         steps = copy.deepcopy(self.data.get("pull") or [])

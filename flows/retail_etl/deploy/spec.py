@@ -42,17 +42,20 @@ def create_deployment(
     job_variables: dict,
     pull_steps: list[dict],
     work_pool: str | None = None,
+    version_info: Any = None,
 ) -> str:
     """Create or update the deployment `spec` describes (prefect.yaml's entry); returns its id.
 
-    Registration passes the entry's own entrypoint and version; promotion passes the
-    source environment's, and keeps the rest (pool, queue, parameters, schedule) of `spec`.
+    Registration passes the entry's own entrypoint and the build it registers (`version`, and
+    `version_info`: a prefect VersionInfo); promotion passes the source environment's, and keeps
+    the rest (pool, queue, parameters, schedule) of `spec`.
     """
     pool = spec.get("work_pool") or {}
     deployment_id = client.create_deployment(
         flow_id=client.create_flow_from_name(flow_name),
         name=spec["name"],
         version=version,
+        version_info=version_info,
         description=description,
         tags=tags,
         entrypoint=entrypoint,

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..contract.layout import LOCKS, day_partition
-from .storage import Location, location, storage_access
+from .storage import Location, create_exclusive, location, storage_access
 
 
 class LeaseBusy(Exception):
@@ -45,20 +45,7 @@ def _now() -> datetime:
 
 def _create(root: Location, path: str, data: bytes) -> bool:
     """Create `path` only if it does not exist; False if it does."""
-    root.fs.makedirs(root.fs._parent(path), exist_ok=True)
-    try:
-        if root.url.startswith("s3://"):
-            root.fs.pipe_file(path, data, mode="create")
-        else:
-            with root.fs.open(path, "xb") as handle:
-                handle.write(data)
-    except FileExistsError:
-        return False
-    except OSError as error:  # s3fs: 412 Precondition Failed when the key exists
-        if "PreconditionFailed" in repr(error) or "412" in str(error):
-            return False
-        raise
-    return True
+    return create_exclusive(root.fs, path, data)
 
 
 def _read(root: Location, path: str) -> dict[str, Any] | None:

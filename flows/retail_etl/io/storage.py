@@ -337,3 +337,23 @@ def remove_tree(fs: Any, path: str) -> None:
     with storage_access("delete", url_of(fs, path)):
         if fs.exists(path):
             fs.rm(path, recursive=True)
+
+
+def create_exclusive(fs: Any, path: str, data: bytes) -> bool:
+    """Create `path` only if it does not exist (a conditional put on S3 and MinIO, ``O_EXCL`` on a
+    local disk); False if it exists. What makes leases and append-only records safe without locks."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    try:
+        if protocol in ("s3", "s3a"):
+            fs.pipe_file(path, data, mode="create")
+        else:
+            with fs.open(path, "xb") as handle:
+                handle.write(data)
+    except FileExistsError:
+        return False
+    except OSError as error:  # s3fs: 412 Precondition Failed when the key exists
+        if "PreconditionFailed" in repr(error) or "412" in str(error):
+            return False
+        raise
+    return True

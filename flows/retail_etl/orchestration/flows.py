@@ -30,12 +30,13 @@ from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
 
 from .. import __version__
+from ..build import build_id
 from ..config import Settings, load_settings, split_regions
 from ..contract.manifest import Manifest
 from ..core.accounting import build_manifest, reason_counts
 from ..core.aggregate import mart_frame
 from ..core.checks import Rules
-from ..core.dates import date_range, default_run_date
+from ..core.dates import date_range, default_run_date  # noqa: F401 (re-exported for callers)
 from ..core.parse import ParseLimits
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
@@ -43,6 +44,7 @@ from ..io.housekeeping import due, remove_stale_scratch, vacuum_warehouse
 from ..io.publish import DayPublication
 from ..io.storage import normalize
 from .exclusive import exclusive_day
+from .naming import artifact_key, backfill_run_name, daily_run_name, label_run, resolve_run_date
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
 from .results import result_storage
 from .tasks import (
@@ -75,7 +77,9 @@ def rules_for(
 
 def _quarantine_markdown(manifest: Manifest) -> str:
     lines = [
-        f"# Quarantine for {manifest.sale_date}",
+        f"# Quarantine for {manifest.sale_date} in {manifest.environment}",
+        "",
+        f"Build `{manifest.build}`, run `{manifest.run_id}`.",
         "",
         f"{manifest.rows_quarantined} of {manifest.rows_in} rows quarantined.",
         "",
@@ -89,7 +93,7 @@ def _quarantine_markdown(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-@flow(name="daily-sales-etl", task_runner=settings_runner(), validate_parameters=True)
+@flow(name="daily-sales-etl", task_runner=settings_runner(), validate_parameters=True, flow_run_name=daily_run_name)
 def daily_sales_etl(
     run_date: date | None = None,
     landing: str | None = None,
@@ -117,14 +121,18 @@ def daily_sales_etl(
     """
     settings = load_settings()
     logger = get_run_logger()
-    run_date = run_date or default_run_date(flow_run.scheduled_start_time, settings.schedule_timezone)
+    run_date = resolve_run_date(run_date, flow_run.scheduled_start_time, settings)
     sale_date = run_date.isoformat()
+    environment, build = settings.environment, build_id()
     landing = normalize(landing or settings.landing)
     warehouse = normalize(warehouse or settings.warehouse)
     options = settings.storage_options()
     run_id = str(flow_run.id)
     rules = rules_for(run_date, settings, regions, max_quantity, max_unit_price)
-    logger.info("processing %s from %s into %s", sale_date, landing, warehouse)
+    logger.info(
+        "processing %s from %s into %s (environment %s, build %s)", sale_date, landing, warehouse, environment, build
+    )
+    label_run(run_id, environment, sale_date, build, logger)
 
     storage = result_storage(warehouse, options)
     retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
@@ -138,19 +146,23 @@ def daily_sales_etl(
         except Exception as error:  # housekeeping never decides a day's outcome
             logger.warning("could not remove old scratch (a later run will): %s", error)
         try:
-            manifest, mart = _publish(day, landing, io, retries, storage, settings, rules, strict, allow_empty, logger)
+            manifest, mart = _publish(
+                day, landing, io, retries, storage, settings, rules, strict, allow_empty, build, logger
+            )
         finally:
             _remove_scratch(day, logger)
 
+    # One key per environment (its history is the days): the UI never shows another environment's day.
     create_table_artifact(
-        key="retail-etl-region-figures",
+        key=artifact_key("retail-etl-region-figures", environment),
         table=[{str(key): value for key, value in row.items()} for row in mart.to_dict("records")],
-        description=f"Per-region figures for {sale_date} ({manifest.rows_published} rows published)",
+        description=f"Per-region figures for {sale_date} in {environment} ({manifest.rows_published} rows "
+        f"published, build {build})",
     )
     create_markdown_artifact(
-        key="retail-etl-quarantine",
+        key=artifact_key("retail-etl-quarantine", environment),
         markdown=_quarantine_markdown(manifest),
-        description=f"Quarantine summary for {sale_date}",
+        description=f"Quarantine summary for {sale_date} in {environment} (build {build})",
     )
     return manifest
 
@@ -188,6 +200,7 @@ def _publish(
     rules: Rules,
     strict: bool,
     allow_empty: bool,
+    build: str,
     logger: Any,
 ) -> tuple[Manifest, pd.DataFrame]:
     """The day's work while it holds its slot: validate, de-duplicate, aggregate, commit."""
@@ -255,6 +268,8 @@ def _publish(
         sale_date=sale_date,
         landing=landing,
         version=__version__,
+        build=build,
+        environment=settings.environment,
         accepted=accepted,
         rejected=rejected,
         reasons=reason_counts((batch.reasons for batch in validated), sum(b.duplicates for b in buckets_done)),
@@ -281,7 +296,9 @@ def _shared_scheduler() -> TaskRunner[Any]:
     return settings_runner()
 
 
-@flow(name="retail-etl-backfill", task_runner=settings_runner(), validate_parameters=True)
+@flow(
+    name="retail-etl-backfill", task_runner=settings_runner(), validate_parameters=True, flow_run_name=backfill_run_name
+)
 def backfill(
     start: date,
     end: date,
