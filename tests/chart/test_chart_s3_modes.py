@@ -8,6 +8,8 @@ must reach all three, or flow and tasks would read and write different stores.
 
 from __future__ import annotations
 
+import os
+
 import kubernetes_validate
 import pytest
 from chartkit import (
@@ -54,6 +56,16 @@ def s3_view(container: dict) -> tuple:
         tuple(ref["secretRef"]["name"] for ref in container.get("envFrom", [])),
         literal,
     )
+
+
+def use_pod_environment(job: dict, monkeypatch) -> None:
+    """This process's RETAIL_ETL_*/AWS_* variables become exactly the flow-run container's literal ones."""
+    for name in list(os.environ):
+        if name.startswith(("RETAIL_ETL_", "AWS_")):
+            monkeypatch.delenv(name)
+    for entry in job_container(job)["env"]:
+        if "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
 
 
 def test_every_mode_has_an_example():
@@ -113,14 +125,8 @@ def test_the_program_in_the_flow_run_pod_uses_the_configured_store(mode, monkeyp
     web identity of the pod's ServiceAccount."""
     environment, _, endpoint, region, _, _ = EXPECTED[mode]
     (job, *_) = flow_run_jobs(render_example(mode), environment)
-    import os
 
-    for name in list(os.environ):
-        if name.startswith(("RETAIL_ETL_", "AWS_")):
-            monkeypatch.delenv(name)
-    for entry in job_container(job)["env"]:
-        if "value" in entry:
-            monkeypatch.setenv(entry["name"], entry["value"])
+    use_pod_environment(job, monkeypatch)
     options = load_settings().storage_options()
     assert options.get("endpoint_url") == endpoint
     assert (options.get("client_kwargs") or {}).get("region_name") == region
@@ -262,18 +268,12 @@ def test_s3fs_in_the_flow_run_pod_takes_credentials_from_the_pods_identity(mode,
     with workload identity from what EKS injects next to the ServiceAccount's role annotation
     (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE), with static keys from the Secret's variables. The
     credentials are resolved lazily, so no AWS endpoint is contacted."""
-    import os
 
     import s3fs
     from fsspec.asyn import sync
 
     (job, *_) = flow_run_jobs(render_example(mode), EXPECTED[mode][0])
-    for name in list(os.environ):
-        if name.startswith(("RETAIL_ETL_", "AWS_")):
-            monkeypatch.delenv(name)
-    for entry in job_container(job)["env"]:
-        if "value" in entry:
-            monkeypatch.setenv(entry["name"], entry["value"])
+    use_pod_environment(job, monkeypatch)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

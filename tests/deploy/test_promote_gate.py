@@ -159,7 +159,8 @@ def test_force_is_marked_in_tags_and_record(envs):
     assert record["forced"] is True and record["gate_run_id"] is None
 
 
-def test_rollback_returns_to_a_recorded_build_through_the_gate(envs):
+def promote_a_then_b(envs) -> None:
+    """Builds A then B, each run Completed in the source and promoted to the target."""
     envs.deploy(envs.source, "A")
     envs.deploy(envs.target, "0")
     envs.run(envs.source, "Completed")
@@ -167,6 +168,10 @@ def test_rollback_returns_to_a_recorded_build_through_the_gate(envs):
     envs.deploy(envs.source, "B")
     envs.run(envs.source, "Completed")
     promote(envs.source, envs.target)
+
+
+def test_rollback_returns_to_a_recorded_build_through_the_gate(envs):
+    promote_a_then_b(envs)
     assert envs.target_deployment().version == "B"
 
     refused(envs.cli("--to", envs.target, "--build", "Z"), 25, "never promoted", "recorded builds: A, B")
@@ -180,13 +185,7 @@ def test_rollback_returns_to_a_recorded_build_through_the_gate(envs):
 
 
 def test_rollback_needs_a_completed_run_of_that_build(envs):
-    envs.deploy(envs.source, "A")
-    envs.deploy(envs.target, "0")
-    envs.run(envs.source, "Completed")
-    promote(envs.source, envs.target)
-    envs.deploy(envs.source, "B")
-    envs.run(envs.source, "Completed")
-    promote(envs.source, envs.target)
+    promote_a_then_b(envs)
     envs.deploy(envs.source, "A")  # A again, and this time its run fails
     envs.run(envs.source, "Failed")
     envs.deploy(envs.source, "C")
