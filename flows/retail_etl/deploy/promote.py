@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import GateRefused, PromotionRefused, RegistrationError, UnknownBuild, ValuesFileError
 from . import audit, values
 from .project import Project
-from .spec import create_deployment
+from .spec import create_deployment, read_deployment
 
 GATE_FAMILY = "daily-sales-etl"
 PROMOTED_TAG = "promoted-from:"
@@ -227,15 +227,6 @@ def recorded_release(records: list[dict], build: str, target_env: str) -> tuple[
     )
 
 
-def _read_target(client, flow_name: str, name: str):
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return client.read_deployment_by_name(f"{flow_name}/{name}")
-    except ObjectNotFound:
-        return None
-
-
 def _spec_from_project(project: Project | None, environment: str, name: str) -> dict:
     if project is None:
         raise PromotionRefused(f"{name} does not exist yet and no prefect.yaml was given to create it from")
@@ -271,7 +262,7 @@ def plan(
     how = "FORCED past the gate" if gate.forced else f"gate run {gate.run_id}"
     for name, source in sorted(release.items()):
         target_name = f"{name}-{target_env}"
-        target = _read_target(client, source["flow_name"], target_name)
+        target = read_deployment(client, source["flow_name"], target_name)
         note = (
             f"{'Rolled back' if rollback else 'Promoted'} from {source_env}: build {source['version']},"
             f" image {source['image']}, {how}, on {stamp}."

@@ -32,7 +32,7 @@ from ..io.storage import is_remote, normalize
 from ..orchestration.results import result_storage
 from .api import api_connection, require_api
 from .project import Project, deep_merge, load_entrypoint
-from .spec import create_deployment
+from .spec import create_deployment, read_deployment
 
 #: Tags `retail-etl promote` writes; a deployment carrying one holds a promoted build.
 PROMOTION_TAG_PREFIX = "promoted-"
@@ -168,15 +168,6 @@ def check_namespaces(
             )
 
 
-def _read_deployment(client: Any, flow_name: str, name: str) -> Any:
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return client.read_deployment_by_name(f"{flow_name}/{name}")
-    except ObjectNotFound:
-        return None
-
-
 def register_deployments(
     project: Project,
     environment: str,
@@ -200,7 +191,7 @@ def register_deployments(
             flow = load_entrypoint(project, spec["entrypoint"])
             variables = deployment_job_variables(spec, job_variables, image)
             pool = work_pool or spec["work_pool"]["name"]
-            existing = None if reset_promotions else _read_deployment(client, flow.name, spec["name"])
+            existing = None if reset_promotions else read_deployment(client, flow.name, spec["name"])
             kept = promoted_build(existing, variables["image"])
             promotion_tags, promoted_description = promotion_record(existing)
             fields: dict[str, Any] = {

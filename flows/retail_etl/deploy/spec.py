@@ -29,6 +29,16 @@ def schedules(spec: dict) -> list:
     return created
 
 
+def read_deployment(client: Any, flow_name: str, name: str) -> Any:
+    """The deployment `flow_name/name`, or None when there is none yet."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(f"{flow_name}/{name}")
+    except ObjectNotFound:
+        return None
+
+
 def create_deployment(
     client: Any,
     spec: dict,
