@@ -38,7 +38,7 @@ from retail_etl.io.storage import (
     make_bucket,
     read_bytes,
     read_json,
-    read_parquet_dir,
+    read_arrow_dir,
     remove_tree,
     write_bytes,
 )
@@ -215,7 +215,7 @@ STORAGE_CALLS: dict[str, tuple[str, Callable[[AuthS3], Any], Callable[[AuthS3], 
         lambda a: list(iter_parquet_files([f"{a.day_folder}/p.parquet"], a.options)),
         lambda a: f"{a.day_folder}/p.parquet",
     ),
-    "read_parquet_dir": ("list", lambda a: read_parquet_dir(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),
+    "read_arrow_dir": ("list", lambda a: read_arrow_dir(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),
     "write_bytes": (
         "write",
         lambda a: write_bytes(_fs(a), _key(a, "new.csv"), b"x"),

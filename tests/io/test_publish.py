@@ -195,12 +195,17 @@ def test_candidates_round_trip_keeps_original_spellings(tmp_path):
             "source_line": [2, 3, 4],
             "raw_line": pd.Series([None] * 3, dtype="str"),
             "source_file": "S1.csv",
+            **PARSED,
         }
     )
     day.write_candidates(rows, 0, 2)
     back = pd.concat([day.read_candidates(b) for b in range(2)]).sort_values("source_line")
     assert back["sale_date"].tolist() == [DAY, " 2024-01-15", DAY]
     assert back["transaction_id"].tolist() == ["a", "b", "c"] and back["raw_line"].isna().all()
+
+
+#: What the field checks parse from quantity "1" and unit_price "2.00" (carried with candidates).
+PARSED = {"quantity_value": 1, "unit_price_nanos": 2_000_000_000, "unit_price_value": 2.0}
 
 
 def candidates(run_id: str, count: int, files: int = 1) -> pd.DataFrame:
@@ -217,6 +222,7 @@ def candidates(run_id: str, count: int, files: int = 1) -> pd.DataFrame:
             "source_line": range(2, count + 2),
             "raw_line": pd.Series([None] * count, dtype="str"),
             "source_file": pd.Categorical([f"/landing/{run_id}-{i % files:05d}.csv" for i in range(count)]),
+            **PARSED,
         }
     )
 

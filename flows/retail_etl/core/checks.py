@@ -19,18 +19,22 @@ first valid occurrence of a transaction_id is the one published.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pandera.pandas as pdpa
+import pandera.polars as pa
+import polars as pl
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
+from pandera.api.polars.types import PolarsData
 
 from ..contract.columns import LANDING_COLUMNS, MAX_REGION_BYTES, QUARANTINE_COLUMNS, ROW_REASONS
-from .numbers import NOT_A_PRICE, PRICE_CEILING, decimal_floats, nanos_of, price_nanos, whole_numbers
+from .numbers import NOT_A_PRICE, PRICE_CEILING, nanos_of, price_nanos_array, whole_number_array
 
 #: Quantities stay exact as float64 below this.
 MAX_QUANTITY_CEILING = 2**53
@@ -56,109 +60,132 @@ class Rules:
             raise ValueError("regions must be None (accept any) or a non-empty set")
 
 
-def _is_iso_date(values: pd.Series, run_date: str) -> pd.Series:
-    """Real YYYY-MM-DD dates; values equal to the run date (almost every row) skip the parse."""
-    valid = values == run_date
-    unknown = ~valid
-    shaped = values[unknown].str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
-    parsed = pd.to_datetime(values[unknown].where(shaped), format="%Y-%m-%d", errors="coerce")
-    valid[unknown] = shaped & parsed.notna()
-    return valid
+def _real_dates(values: pl.Series) -> list[str]:
+    """Which of these distinct strings are real YYYY-MM-DD dates (the calendar of pandas' parser)."""
+    text = pd.Series(values.to_list(), dtype="str")
+    shaped = text.str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
+    parsed = pd.to_datetime(text.where(shaped), format="%Y-%m-%d", errors="coerce")
+    return text[shaped & parsed.notna()].tolist()
+
+
+def _is_iso_date(data: PolarsData, run_date: str) -> pl.LazyFrame:
+    """Real dates; values equal to the run date (almost every row) skip the parse."""
+    column = pl.col(data.key)
+    others = data.lazyframe.select(column).filter(column != run_date).unique().collect().to_series()
+    return data.lazyframe.select((column == run_date) | column.is_in(_real_dates(others)))
+
+
+def _check(name: str, test: Callable[[pl.Expr], pl.Expr], **options: Any) -> pa.Check:
+    """A column check from a Polars expression over the column; its name is the quarantine reason."""
+    return pa.Check(lambda data: data.lazyframe.select(test(pl.col(data.key))), name=name, **options)
 
 
 def field_schema(rules: Rules) -> pa.DataFrameSchema:
-    """Per-field checks; each check's name is the quarantine reason it produces."""
-    present = pa.Check(lambda s: s.str.len() > 0, name="missing_field")
-    columns: dict[str, pa.Column] = {name: pa.Column(checks=[present]) for name in LANDING_COLUMNS}
+    """Per-field checks (Polars backend: columnar, one pass per check); each check's name is the
+    quarantine reason it produces."""
+    present = _check("missing_field", lambda c: c.str.len_bytes() > 0)
+    run_date = rules.run_date.isoformat()
+    columns: dict[str, pa.Column] = {name: pa.Column(str, checks=[present]) for name in LANDING_COLUMNS}
     columns["sale_date"] = pa.Column(
+        str,
         checks=[
             present,
-            pa.Check(lambda s: _is_iso_date(s, rules.run_date.isoformat()), name="bad_date"),
-            pa.Check(lambda s: s == rules.run_date.isoformat(), name="date_mismatch"),
-        ]
+            pa.Check(lambda data: _is_iso_date(data, run_date), name="bad_date"),
+            _check("date_mismatch", lambda c: c == run_date),
+        ],
     )
-    columns["region"] = pa.Column(checks=[present, pa.Check(_fits_a_folder_name, name="bad_region")])
+    region_checks = [present, _check("bad_region", lambda c: c.str.len_bytes() <= MAX_REGION_BYTES)]
     if rules.regions is not None:
         allowed = sorted(rules.regions)
-        columns["region"].checks.append(pa.Check(lambda s: s.isin(allowed), name="unknown_region"))
+        region_checks.append(_check("unknown_region", lambda c: c.is_in(allowed)))
+    columns["region"] = pa.Column(str, checks=region_checks)
     columns["quantity_value"] = pa.Column(
-        float,
+        pl.Float64,
         nullable=True,
         checks=[
-            pa.Check(lambda s: s.notna(), name="bad_quantity", ignore_na=False),
-            pa.Check(lambda s: s > 0, name="bad_quantity"),
-            pa.Check(lambda s: s <= rules.max_quantity, name="bad_quantity"),
+            _check("bad_quantity", lambda c: c.is_not_null() & c.is_not_nan(), ignore_na=False),
+            _check("bad_quantity", lambda c: c > 0),
+            _check("bad_quantity", lambda c: c <= rules.max_quantity),
         ],
     )
     most = nanos_of(rules.max_unit_price)
     columns["unit_price_nanos"] = pa.Column(
-        "int64",
+        pl.Int64,
         checks=[
-            pa.Check(lambda s: s != NOT_A_PRICE, name="bad_price"),
-            pa.Check(lambda s: s > 0, name="bad_price"),
-            pa.Check(lambda s: s <= most, name="bad_price"),
+            _check("bad_price", lambda c: c != NOT_A_PRICE),
+            _check("bad_price", lambda c: c > 0),
+            _check("bad_price", lambda c: c <= most),
         ],
     )
     return pa.DataFrameSchema(columns, name="landing_rows")
 
 
-UNIQUE_TRANSACTIONS = pa.DataFrameSchema(
-    {"transaction_id": pa.Column(unique=True, report_duplicates="exclude_first")},
+UNIQUE_TRANSACTIONS = pdpa.DataFrameSchema(
+    {"transaction_id": pdpa.Column(unique=True, report_duplicates="exclude_first")},
     name="unique_transactions",
 )
 
 
-def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
-    """(index, check) pairs of failed checks; empty when the frame passes."""
+def _failed_checks(schema: pa.DataFrameSchema, fields: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(row position, check name) of each failed check; empty when the frame passes."""
     try:
-        schema.validate(frame, lazy=True)
-    except SchemaErrors as errors:
+        schema.validate(fields, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.filter(pl.col("index").is_not_null())
+        return cases["index"].to_numpy().astype("int64"), cases["check"].to_numpy().astype(object)
+    return np.empty(0, dtype="int64"), np.empty(0, dtype=object)
+
+
+def _duplicate_failures(transaction_ids: pd.Series) -> pd.Series:
+    """Index labels of the repeated transaction_ids that pandera reports (all but the first)."""
+    try:
+        UNIQUE_TRANSACTIONS.validate(transaction_ids.to_frame("transaction_id"), lazy=True)
+    except pdpa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
-        return cases.loc[cases["index"].notna(), ["index", "check"]]
-    return pd.DataFrame({"index": pd.Series(dtype="int64"), "check": pd.Series(dtype="str")})
+        return cases.loc[cases["index"].notna(), "index"]
+    return pd.Series(dtype="int64")
 
 
-def _fits_a_folder_name(regions: pd.Series) -> pd.Series:
-    """A region becomes a partition folder name (percent-encoded): at most MAX_REGION_BYTES of UTF-8."""
-    return pd.Series(pc.binary_length(pa_arrow.array(regions.astype("str"))).to_numpy(), index=regions.index) <= (
-        MAX_REGION_BYTES
-    )
+def _field_table(raw: pd.DataFrame) -> pa_arrow.Table:
+    """Every landing field stripped (Arrow's Unicode whitespace trim, as pandas' ``str.strip``;
+    a malformed row's missing fields as empty text), with the quantity and price parsed exactly
+    (`core.numbers`)."""
+    table = pa_arrow.Table.from_pandas(raw[list(LANDING_COLUMNS)], preserve_index=False)
+    stripped = {column: pc.utf8_trim_whitespace(table.column(column)).fill_null("") for column in LANDING_COLUMNS}
+    numbers = {
+        "quantity_value": whole_number_array(stripped["quantity"]),
+        "unit_price_nanos": price_nanos_array(stripped["unit_price"]),
+    }
+    return pa_arrow.table({**stripped, **numbers})
 
 
-def _stripped_fields(raw: pd.DataFrame, columns: tuple[str, ...] = LANDING_COLUMNS) -> pd.DataFrame:
-    fields = pd.DataFrame({column: raw[column].str.strip() for column in columns}, index=raw.index)
-    fields["quantity_value"] = whole_numbers(fields["quantity"])
-    fields["unit_price_nanos"] = price_nanos(fields["unit_price"])
-    return fields
-
-
-def _field_reasons(raw: pd.DataFrame, rules: Rules) -> tuple[pd.Series, pd.DataFrame]:
-    """Reasons from every check but duplicates, and the stripped, parsed fields of well-formed rows."""
-    reasons = pd.Series(pd.NA, index=raw.index, dtype="str")
-    reasons[raw["raw_line"].notna()] = "malformed_row"
-    fields = _stripped_fields(raw.loc[reasons.isna()])
-    failures = _failures(field_schema(rules), fields)
-    if len(failures):
-        ranks = failures["check"].map(_PRIORITY)
-        if ranks.isna().any():
-            unknown = sorted(failures.loc[ranks.isna(), "check"].astype(str).unique())
-            raise RuntimeError(f"validation failed outside the reason vocabulary: {unknown}")
-        first = ranks.groupby(failures["index"].astype("int64")).min()
-        reasons.loc[first.index] = np.asarray(ROW_REASONS, dtype=object)[first.to_numpy(dtype="int64")]
-    return reasons, fields
+def _field_reasons(raw: pd.DataFrame, rules: Rules) -> tuple[pd.Series, pa_arrow.Table]:
+    """Reasons from every check but duplicates, and the stripped, parsed fields of every row."""
+    fields = _field_table(raw)
+    frame = pl.from_arrow(fields)
+    assert isinstance(frame, pl.DataFrame)
+    positions, checks = _failed_checks(field_schema(rules), frame)
+    ranks = pd.Series(checks, dtype=object).map(_PRIORITY)
+    if ranks.isna().any():
+        raise RuntimeError(f"validation failed outside the reason vocabulary: {sorted(set(checks[ranks.isna()]))}")
+    first = np.full(len(raw), len(ROW_REASONS), dtype="int64")  # past the last reason: none
+    np.minimum.at(first, positions, ranks.to_numpy(dtype="int64"))
+    first[raw["raw_line"].notna().to_numpy()] = 0  # malformed_row: its fields mean nothing
+    vocabulary = np.asarray([*ROW_REASONS, None], dtype=object)
+    return pd.Series(vocabulary[first], index=raw.index, dtype="str"), fields
 
 
 def duplicate_rows(transaction_ids: pd.Series) -> pd.Index:
     """Index labels of repeated transaction_ids, every occurrence after the first."""
-    duplicates = _failures(UNIQUE_TRANSACTIONS, transaction_ids.to_frame("transaction_id"))
-    return pd.Index(duplicates["index"].astype("int64").unique())
+    return pd.Index(_duplicate_failures(transaction_ids).astype("int64").unique())
 
 
 def row_reasons(raw: pd.DataFrame, rules: Rules) -> pd.Series:
     """The quarantine reason of each row of `raw` (missing for rows that pass)."""
     reasons, fields = _field_reasons(raw, rules)
-    passing = fields.loc[reasons.loc[fields.index].isna(), "transaction_id"]
-    reasons.loc[duplicate_rows(passing)] = "duplicate_transaction"
+    passing = reasons.isna().to_numpy()
+    ids = pd.Series(fields.column("transaction_id").to_numpy()[passing], index=raw.index[passing], dtype="str")
+    reasons.loc[duplicate_rows(ids)] = "duplicate_transaction"
     return reasons
 
 
@@ -172,46 +199,62 @@ def quarantine_rows(raw: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
     return quarantine
 
 
-def typed_rows(fields: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """Clean rows in their published types, from stripped and parsed fields."""
+#: What validation parsed, carried with the rows that passed so the duplicate check need not parse again.
+PARSED_COLUMNS: tuple[str, ...] = ("quantity_value", "unit_price_nanos", "unit_price_value")
+
+
+def typed_rows(candidates: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """Clean rows in their published types, from candidates (raw text and `PARSED_COLUMNS`)."""
     return pd.DataFrame(
         {
-            "transaction_id": fields["transaction_id"],
-            "sale_date": pd.Series(np.full(len(fields), rules.run_date, dtype=object), index=fields.index),
-            "store_id": fields["store_id"],
-            "region": fields["region"],
-            "product": fields["product"],
-            "quantity": fields["quantity_value"].astype("int64"),
-            "unit_price": decimal_floats(fields["unit_price"]),
-            "unit_price_nanos": fields["unit_price_nanos"],
+            "transaction_id": candidates["transaction_id"].str.strip(),
+            "sale_date": pd.Series(np.full(len(candidates), rules.run_date, dtype=object), index=candidates.index),
+            "store_id": candidates["store_id"].str.strip(),
+            "region": candidates["region"].str.strip(),
+            "product": candidates["product"].str.strip(),
+            "quantity": candidates["quantity_value"].astype("int64"),
+            "unit_price": candidates["unit_price_value"].astype("float64"),
+            "unit_price_nanos": candidates["unit_price_nanos"].astype("int64"),
         }
     ).reset_index(drop=True)
 
 
-def split_field_checks(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw rows passing every check but the duplicate one (still raw), and quarantine rows for the rest.
+def split_field_checks(raw: pd.DataFrame, rules: Rules) -> tuple[pa_arrow.Table, pd.DataFrame]:
+    """Raw rows passing every check but the duplicate one (an Arrow table: raw text, ``source_line``,
+    ``source_file`` and `PARSED_COLUMNS`), and quarantine rows for the rest.
 
     This is the part of validation that needs only one file; duplicates need the whole day.
     """
-    reasons, _ = _field_reasons(raw, rules)
-    return raw.loc[reasons.isna()].reset_index(drop=True), quarantine_rows(raw, reasons)
+    reasons, fields = _field_reasons(raw, rules)
+    passing = pa_arrow.array(reasons.isna().to_numpy())
+    chosen = fields.filter(passing)
+    columns = [*LANDING_COLUMNS, "source_line", "source_file"]
+    candidates = pa_arrow.Table.from_pandas(raw[columns], preserve_index=False).filter(passing)
+    candidates = candidates.append_column("quantity_value", pc.cast(chosen.column("quantity_value"), "int64"))
+    candidates = candidates.append_column("unit_price_nanos", chosen.column("unit_price_nanos"))
+    candidates = candidates.append_column("unit_price_value", pc.cast(chosen.column("unit_price"), "float64"))
+    return candidates.replace_schema_metadata(None), quarantine_rows(raw, reasons)
 
 
-def split_duplicates(candidates: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_duplicates(candidates: pd.DataFrame | pa_arrow.Table, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean typed rows and `duplicate_transaction` quarantine rows, from rows that passed the
-    field checks, in first-seen order (the first occurrence wins).
+    field checks (`split_field_checks`), in first-seen order (the first occurrence wins).
 
     With an ``id_hash`` column (a hash of the stripped transaction_id), only rows whose hash
     repeats go through the exact check: equal ids have equal hashes, so none is missed.
     """
+    if isinstance(candidates, pa_arrow.Table):
+        candidates = candidates.to_pandas()
     candidates = candidates.reset_index(drop=True)
-    fields = _stripped_fields(candidates, tuple(c for c in LANDING_COLUMNS if c != "sale_date"))
-    ids = fields["transaction_id"]
+    if "raw_line" not in candidates:
+        candidates["raw_line"] = pd.Series(pd.NA, index=candidates.index, dtype="str")  # none: they parsed
+    suspects = candidates["transaction_id"]
     if "id_hash" in candidates:
-        ids = ids[candidates["id_hash"].duplicated(keep=False).to_numpy()]
+        suspects = suspects[candidates["id_hash"].duplicated(keep=False).to_numpy()]
     reasons = pd.Series(pd.NA, index=candidates.index, dtype="str")
-    reasons.loc[duplicate_rows(ids)] = "duplicate_transaction"
-    return typed_rows(fields.loc[reasons.isna()], rules), quarantine_rows(candidates, reasons)
+    reasons.loc[duplicate_rows(suspects.str.strip())] = "duplicate_transaction"
+    clean = candidates.loc[reasons.isna()] if reasons.notna().any() else candidates
+    return typed_rows(clean, rules), quarantine_rows(candidates, reasons)
 
 
 def split_rows(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -43,10 +43,14 @@ def _text(values: pd.Series) -> pa.Array:
 
 def whole_numbers(values: pd.Series) -> pd.Series:
     """Stripped text as float64 where it is a whole number as written, NaN elsewhere."""
-    text = _text(values)
-    whole = pc.if_else(pc.match_substring_regex(text, _WHOLE), pc.replace_substring_regex(text, r"\.0*$", ""), None)
-    numbers = pc.cast(whole, pa.float64())
+    numbers = whole_number_array(_text(values))
     return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
+
+
+def whole_number_array(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """`whole_numbers` on Arrow text: float64, null where the text is no whole number."""
+    whole = pc.if_else(pc.match_substring_regex(text, _WHOLE), pc.replace_substring_regex(text, r"\.0*$", ""), None)
+    return pc.cast(whole, pa.float64())
 
 
 def decimal_floats(values: pd.Series) -> pd.Series:
@@ -59,7 +63,14 @@ def price_nanos(values: pd.Series) -> pd.Series:
     """Stripped decimal text as an exact count of billionths (int64); `NOT_A_PRICE` where the text
     is no plain decimal, has more than `SCALE` significant decimals, or is not below
     `PRICE_CEILING` in size. Negative prices keep their sign (the checks refuse them)."""
-    text = _text(values)
+    exact = price_nanos_array(_text(values))
+    return pd.Series(exact.to_numpy(zero_copy_only=False), index=values.index, dtype="int64")
+
+
+def price_nanos_array(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """`price_nanos` on Arrow text (int64, never null)."""
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
     parts = pc.extract_regex(text, _DECIMAL)
     units = pc.utf8_ltrim(parts.field("units"), "0")
     fraction = pc.utf8_rtrim(parts.field("fraction"), "0")
@@ -72,8 +83,7 @@ def price_nanos(values: pd.Series) -> pd.Series:
     padded = pc.utf8_rpad(pc.if_else(valid, fraction, ""), SCALE, "0")
     nanos = pc.add(pc.multiply(whole, NANOS), pc.cast(padded, pa.int64()))
     signed = pc.if_else(pc.equal(parts.field("sign"), "-"), pc.negate(nanos), nanos)
-    exact = pc.if_else(valid, signed, NOT_A_PRICE).fill_null(NOT_A_PRICE)
-    return pd.Series(exact.to_numpy(zero_copy_only=False), index=values.index, dtype="int64")
+    return pc.if_else(valid, signed, NOT_A_PRICE).fill_null(NOT_A_PRICE)
 
 
 def float_text(value: float | None) -> str:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 T = TypeVar("T")
 
@@ -48,14 +50,45 @@ def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int) -> int:
     return max(1, min(max_buckets, -(-total_bytes // bucket_bytes)))
 
 
-def id_hashes(transaction_ids: pd.Series) -> np.ndarray:
-    """A stable 64-bit hash of each (whitespace-stripped) transaction_id, the same in every process.
+#: One fixed odd 64-bit key per byte position (positions wrap every 256 bytes).
+_POSITION_KEYS = np.random.default_rng(20240115).integers(1, 2**63, size=256, dtype=np.uint64) | np.uint64(1)
+
+
+def id_hashes(transaction_ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A stable 64-bit hash of each (whitespace-stripped) transaction_id, the same in every process
+    and every version of every library (defined here: a keyed sum over the UTF-8 bytes and the
+    length, then a 64-bit finalizer), so workers of different images still agree on buckets.
 
     >>> first, padded = id_hashes(pd.Series(["t1", " t1 "])).tolist()
-    >>> first == padded == id_hashes(pd.Series(["t1"])).tolist()[0]
+    >>> first == padded == id_hashes(pd.Series(["t1"])).tolist()[0] != id_hashes(pd.Series(["1t"])).tolist()[0]
     True
     """
-    return pd.util.hash_pandas_object(transaction_ids.astype("str").str.strip(), index=False).to_numpy()
+    text = pa.array(transaction_ids, type=pa.large_string(), from_pandas=True)
+    stripped = pc.utf8_trim_whitespace(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).fill_null("")
+    count = len(stripped)
+    offsets = np.frombuffer(stripped.buffers()[1], dtype=np.int64)[stripped.offset : stripped.offset + count + 1]
+    first, last = int(offsets[0]) if count else 0, int(offsets[-1]) if count else 0
+    data = np.frombuffer(stripped.buffers()[2], dtype=np.uint8)[first:last] if last > first else np.empty(0, np.uint8)
+    lengths = np.diff(offsets)
+    keys = np.resize(_POSITION_KEYS, int(lengths.max(initial=0)))
+    with np.errstate(over="ignore"):
+        if count and lengths[0] and (lengths == lengths[0]).all():  # ids of one length (the usual): a matrix product
+            sums = (data.reshape(count, -1).astype(np.uint64) * keys).sum(axis=1, dtype=np.uint64)
+        else:
+            starts = offsets[:-1] - first
+            terms = data.astype(np.uint64) * keys[np.arange(len(data)) - np.repeat(starts, lengths)]
+            sums = np.zeros(count, dtype=np.uint64)
+            filled = lengths > 0
+            sums[filled] = np.add.reduceat(terms, starts[filled]) if len(terms) else 0
+        return _mix(sums ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: every input bit moves every output bit (the buckets use the low bits)."""
+    with np.errstate(over="ignore"):
+        values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return values ^ (values >> np.uint64(31))
 
 
 def bucket_of(hashes: np.ndarray, buckets: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..contract.columns import LANDING_COLUMNS
 from ..contract.layout import (
@@ -28,6 +29,7 @@ from ..contract.layout import (
     manifest_name,
 )
 from ..contract.manifest import Manifest
+from ..core.checks import PARSED_COLUMNS
 from ..core.planning import bucket_order, id_hashes
 from ..errors import NothingPublishedError, PublishConflict
 from .delta import (
@@ -48,10 +50,10 @@ from .storage import (
     location,
     normalize,
     read_json,
-    read_parquet_dir,
+    read_arrow_dir,
     remove_tree,
     write_bytes,
-    write_parquet,
+    write_arrow,
 )
 
 #: Tables are committed in this order; the manifest is written after the last one.
@@ -61,10 +63,11 @@ COMMIT_ORDER: tuple[str, ...] = ("curated", "quarantine", "marts")
 #: Categorical's code width from its number of categories (int8 up to 127 files, then int16),
 #: and files of different widths could not be read back together.
 CANDIDATE_SCHEMA = pa.schema(
-    [pa.field(column, pa.string()) for column in LANDING_COLUMNS]
+    [pa.field(column, pa.large_string()) for column in LANDING_COLUMNS]
     + [
         pa.field("source_line", pa.int64()),
-        pa.field("source_file", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("source_file", pa.dictionary(pa.int32(), pa.large_string())),
+        *(pa.field(column, pa.float64() if column == "unit_price_value" else pa.int64()) for column in PARSED_COLUMNS),
         pa.field("id_hash", pa.int64()),
     ]
 )
@@ -80,10 +83,10 @@ def write_manifest(root: Location, manifest: Manifest) -> Manifest:
     return manifest.model_copy(update={"manifest_url": root.url_of(path)})
 
 
-def candidate_table(rows: pd.DataFrame) -> pa.Table:
-    """Candidate rows as `CANDIDATE_SCHEMA` (extra columns dropped)."""
-    table = pa.Table.from_pandas(rows[CANDIDATE_SCHEMA.names], preserve_index=False)
-    return table.replace_schema_metadata(None).cast(CANDIDATE_SCHEMA)
+def candidate_table(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    """Candidate rows (`split_field_checks`) as `CANDIDATE_SCHEMA` (extra columns dropped)."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+    return table.select(CANDIDATE_SCHEMA.names).replace_schema_metadata(None).cast(CANDIDATE_SCHEMA)
 
 
 def run_manifest_path(root: Location, sale_date: str, run_id: str) -> str:
@@ -177,36 +180,35 @@ class DayPublication:
     def candidate_dir(self, bucket: int) -> str:
         return posixpath.join(self.scratch, CANDIDATES, f"bucket={bucket:04d}")
 
-    def write_candidates(self, rows: pd.DataFrame, file_index: int, buckets: int) -> None:
+    def write_candidates(self, rows: pd.DataFrame | pa.Table, file_index: int, buckets: int) -> None:
         """Spread rows over `buckets` by transaction_id, so each bucket can be de-duplicated alone."""
         if not len(rows):
             return
-        hashes = id_hashes(rows["transaction_id"])
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+        hashes = id_hashes(table.column("transaction_id"))
         order, bounds = bucket_order(hashes, buckets)
-        rows = rows.assign(
-            id_hash=hashes.view("int64"),  # lets the duplicate check look only at repeated hashes
+        sale_date = table.column("sale_date")
+        table = table.set_column(
+            table.schema.get_field_index("sale_date"),
+            "sale_date",
             # After the field checks sale_date is the run date; keep only spellings that differ (" 2024-01-15").
-            sale_date=rows["sale_date"].where(rows["sale_date"] != self.sale_date),
+            pc.if_else(pc.equal(sale_date, self.sale_date), pa.scalar(None, sale_date.type), sale_date),
         )
-        table = candidate_table(rows).take(order)
+        table = table.append_column("id_hash", pa.array(hashes.view("int64")))  # the duplicate check's prefilter
+        table = candidate_table(table).take(order)
         for bucket in range(buckets):
             if bounds[bucket + 1] > bounds[bucket]:
                 part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
-                write_parquet(
-                    self.root.fs,
-                    posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.parquet"),
-                    part,
-                    compression="none",
-                )
+                write_arrow(self.root.fs, posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.arrow"), part)
 
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""
         directory = self.candidate_dir(bucket)
-        if not exists(self.root.fs, directory):
+        table = read_arrow_dir(self.root.fs, directory) if exists(self.root.fs, directory) else None
+        if table is None:
             return pd.DataFrame()
-        candidates = read_parquet_dir(self.root.fs, directory)
-        if len(candidates):
-            candidates["sale_date"] = candidates["sale_date"].fillna(self.sale_date)
+        candidates = table.to_pandas()
+        candidates["sale_date"] = candidates["sale_date"].fillna(self.sale_date)
         candidates["raw_line"] = pd.Series(pd.NA, index=candidates.index, dtype="str")  # none: they parsed
         return candidates
 
