@@ -31,7 +31,6 @@ from retail_etl.io.delta import TABLES, DataFile, commit_day, read_day, write_da
 from retail_etl.io.landing import LandingFile, read_landing_files
 from retail_etl.io.lease import day_lease
 from retail_etl.io.storage import (
-    iter_parquet_files,
     list_entries,
     list_folder,
     location,
@@ -209,11 +208,6 @@ STORAGE_CALLS: dict[str, tuple[str, Callable[[AuthS3], Any], Callable[[AuthS3], 
             [LandingFile(url=f"{a.day_folder}/S001.csv", name="S001.csv", identity={})], a.options
         ),
         lambda a: a.day_folder,
-    ),
-    "iter_parquet_files": (
-        "read",
-        lambda a: list(iter_parquet_files([f"{a.day_folder}/p.parquet"], a.options)),
-        lambda a: f"{a.day_folder}/p.parquet",
     ),
     "read_arrow_dir": ("list", lambda a: read_arrow_dir(_fs(a), _key(a, "")[:-1]), lambda a: a.day_folder),
     "write_bytes": (

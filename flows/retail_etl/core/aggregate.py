@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -32,40 +31,76 @@ class RegionSummary:
     large_tickets: int
 
 
+@dataclass(frozen=True)
+class RegionTotals:
+    """Additive figures of some of a region's rows (whole cents, so any split adds up exactly):
+    a transform-bucket task computes them for its rows, the flow adds the buckets' up.
+
+    >>> rows = pd.DataFrame({"quantity": [1, 4], "total": [0.1, 600.0], "ticket_size": ["small", "large"]})
+    >>> half = RegionTotals.of("north", rows.iloc[:1]) + RegionTotals.of("north", rows.iloc[1:])
+    >>> half == RegionTotals.of("north", rows), half.summary().revenue
+    (True, 600.1)
+    """
+
+    region: str
+    cents: int = 0
+    units: int = 0
+    transactions: int = 0
+    small: int = 0
+    medium: int = 0
+    large: int = 0
+
+    @classmethod
+    def of(cls, region: str, rows: pd.DataFrame) -> RegionTotals:
+        """The totals of curated rows (quantity, total, ticket_size) of one region."""
+        if not len(rows):
+            return cls(region)
+        sizes = rows["ticket_size"].astype("str").value_counts()
+        return cls(
+            region,
+            cents=int((rows["total"] * 100).round().sum()),
+            units=int(rows["quantity"].sum()),
+            transactions=len(rows),
+            **{size: int(sizes.get(size, 0)) for size in TICKET_SIZES},
+        )
+
+    def __add__(self, other: RegionTotals) -> RegionTotals:
+        if other.region != self.region:
+            raise ValueError(f"cannot add the totals of {other.region!r} to those of {self.region!r}")
+        return RegionTotals(
+            self.region,
+            *(getattr(self, name) + getattr(other, name) for name in ("cents", "units", "transactions", *TICKET_SIZES)),
+        )
+
+    def summary(self) -> RegionSummary:
+        """The mart row of these totals."""
+        revenue = self.cents / 100
+        return RegionSummary(
+            region=self.region,
+            revenue=revenue,
+            units=self.units,
+            transactions=self.transactions,
+            avg_ticket=round(revenue / self.transactions, 2) if self.transactions else 0.0,
+            **{f"{size}_tickets": getattr(self, size) for size in TICKET_SIZES},
+        )
+
+
 def region_summary(region: str, rows: pd.DataFrame) -> RegionSummary:
     """Revenue, units, transactions, average ticket and counts per ticket size of one region."""
-    return region_summary_of_parts(region, [rows])
+    return RegionTotals.of(region, rows).summary()
 
 
-def region_summary_of_parts(region: str, parts: Iterable[pd.DataFrame]) -> RegionSummary:
-    """`region_summary` of the rows of every part, taking one part at a time (a data file), so a
-    region needs the memory of its largest file, not of all its rows. Revenue adds whole cents
-    (totals are rounded to cents), so the sum does not depend on how the rows are split.
+def region_summaries(totals: Iterable[RegionTotals]) -> list[RegionSummary]:
+    """One mart row per region, sorted by region, from the totals of any parts of the day.
 
-    >>> one = pd.DataFrame({"quantity": [1], "total": [0.1], "ticket_size": ["small"]})
-    >>> region_summary_of_parts("north", [one, one, one]).revenue
-    0.3
+    >>> north = RegionTotals("north", cents=10, units=1, transactions=1, small=1)
+    >>> [s.revenue for s in region_summaries([north, RegionTotals("east"), north])]
+    [0.0, 0.2]
     """
-    cents = units = transactions = 0
-    sizes: Counter[str] = Counter()
-    for rows in parts:
-        if not len(rows):
-            continue
-        transactions += len(rows)
-        units += int(rows["quantity"].sum())
-        cents += int((rows["total"] * 100).round().sum())
-        sizes.update(
-            {str(size): int(count) for size, count in rows["ticket_size"].astype("str").value_counts().items()}
-        )
-    revenue = cents / 100
-    return RegionSummary(
-        region=region,
-        revenue=revenue,
-        units=units,
-        transactions=transactions,
-        avg_ticket=round(revenue / transactions, 2) if transactions else 0.0,
-        **{f"{size}_tickets": sizes[size] for size in TICKET_SIZES},
-    )
+    combined: dict[str, RegionTotals] = {}
+    for part in totals:
+        combined[part.region] = combined[part.region] + part if part.region in combined else part
+    return [combined[region].summary() for region in sorted(combined)]
 
 
 def mart_frame(summaries: list[RegionSummary]) -> pd.DataFrame:

@@ -3,9 +3,9 @@
 >>> from types import SimpleNamespace as F
 >>> files = [F(identity={"size": size}) for size in (30, 30, 30, 100, 5)]
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 64)]
-[[0, 1, 2], [3], [4]]
->>> [[index for index, _ in batch] for batch in plan_batches(files, 64, max_files=2)]
 [[0, 1], [2, 3], [4]]
+>>> [[index for index, _ in batch] for batch in plan_batches(files, 200, max_files=3)]
+[[0, 1, 2], [3, 4]]
 """
 
 from __future__ import annotations
@@ -21,14 +21,24 @@ import pyarrow.compute as pc
 T = TypeVar("T")
 
 
-def plan_batches(sources: Sequence[T], target_bytes: int, max_files: int | None = None) -> list[list[tuple[int, T]]]:
-    """Group files (numbered in name order) into batches of about `target_bytes` and at most `max_files`
-    files, for coarse Dask tasks. Batches are runs of consecutive files, so the duplicate check can
-    keep the first row by file name, then line.
+def plan_batches(
+    sources: Sequence[T], target_bytes: int, max_files: int | None = None, slots: int = 1
+) -> list[list[tuple[int, T]]]:
+    """Group files (numbered in name order) into batches of at most about `target_bytes` and at most
+    `max_files` files, for coarse Dask tasks. Batches are runs of consecutive files, so the duplicate
+    check can keep the first row by file name, then line.
 
     Each source needs an ``identity`` mapping with its ``size`` in bytes. Many tiny files cost their
-    parsing more than their bytes: `max_files` spreads them over the workers.
+    parsing more than their bytes: `max_files` spreads them over the workers. The number of batches
+    is rounded up to a multiple of `slots` (the Dask threads), so no worker is left idle while
+    another takes the last batch alone.
+
+    >>> from types import SimpleNamespace as F
+    >>> files = [F(identity={"size": 10}) for _ in range(8)]
+    >>> [len(batch) for batch in plan_batches(files, 30)], [len(batch) for batch in plan_batches(files, 30, slots=2)]
+    ([3, 3, 2], [2, 2, 2, 2])
     """
+    target_bytes = balanced_size(sum(_size(source) for source in sources), target_bytes, slots)
     batches: list[list[tuple[int, T]]] = []
     size = 0
     for index, source in enumerate(sources):
@@ -36,18 +46,35 @@ def plan_batches(sources: Sequence[T], target_bytes: int, max_files: int | None 
             batches.append([])
             size = 0
         batches[-1].append((index, source))
-        identity: Any = getattr(source, "identity", {})
-        size += int(identity.get("size", 0))
+        size += _size(source)
     return batches
 
 
-def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int) -> int:
-    """How many transaction_id buckets the day's rows are spread over (each fits one worker).
+def _size(source: Any) -> int:
+    return int(getattr(source, "identity", {}).get("size", 0))
 
-    >>> plan_buckets(10, 64, 32), plan_buckets(640, 64, 32), plan_buckets(10**6, 64, 32)
-    (1, 10, 32)
+
+def balanced_size(total_bytes: int, target_bytes: int, slots: int) -> int:
+    """The part size, at most `target_bytes`, that cuts `total_bytes` into equal parts, as many as a
+    multiple of `slots`.
+
+    >>> balanced_size(75, 32, 1), balanced_size(75, 32, 2), balanced_size(10, 32, 2)
+    (25, 19, 5)
     """
-    return max(1, min(max_buckets, -(-total_bytes // bucket_bytes)))
+    parts = max(1, -(-total_bytes // target_bytes))
+    parts = -(-parts // slots) * slots
+    return max(1, -(-total_bytes // parts))
+
+
+def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int, slots: int = 1) -> int:
+    """How many transaction_id buckets the day's rows are spread over (each fits one worker): a
+    multiple of `slots` (the Dask threads) where `max_buckets` allows.
+
+    >>> plan_buckets(10, 64, 32), plan_buckets(640, 64, 32), plan_buckets(10**6, 64, 32), plan_buckets(650, 64, 32, 4)
+    (1, 10, 32, 12)
+    """
+    buckets = max(1, -(-total_bytes // bucket_bytes))
+    return max(1, min(max_buckets, -(-buckets // slots) * slots))
 
 
 #: One fixed odd 64-bit key per byte position (positions wrap every 256 bytes).
@@ -63,8 +90,10 @@ def id_hashes(transaction_ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.nda
     >>> first == padded == id_hashes(pd.Series(["t1"])).tolist()[0] != id_hashes(pd.Series(["1t"])).tolist()[0]
     True
     """
-    text = pa.array(transaction_ids, type=pa.large_string(), from_pandas=True)
-    stripped = pc.utf8_trim_whitespace(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).fill_null("")
+    if isinstance(transaction_ids, pd.Series):
+        transaction_ids = pa.array(transaction_ids.astype("str"), from_pandas=True)
+    text = transaction_ids.combine_chunks() if isinstance(transaction_ids, pa.ChunkedArray) else transaction_ids
+    stripped = pc.utf8_trim_whitespace(text.cast(pa.large_string())).fill_null("")
     count = len(stripped)
     offsets = np.frombuffer(stripped.buffers()[1], dtype=np.int64)[stripped.offset : stripped.offset + count + 1]
     first, last = int(offsets[0]) if count else 0, int(offsets[-1]) if count else 0

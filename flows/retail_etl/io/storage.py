@@ -294,15 +294,6 @@ def parquet_bytes(frame: pd.DataFrame | pa.Table, compression: str = "zstd") -> 
     return sink.getvalue()
 
 
-def iter_parquet_files(
-    urls: list[str], options: Mapping[str, Any] | None = None, columns: list[str] | None = None
-) -> Iterator[pd.DataFrame]:
-    """The Parquet files at `urls`, one DataFrame at a time (in that order)."""
-    for url in urls:
-        loc = location(url, options)
-        yield pq.read_table(io.BytesIO(read_bytes(loc.fs, loc.root)), columns=columns).to_pandas()
-
-
 def write_arrow(fs: Any, path: str, table: pa.Table) -> None:
     """Scratch rows read back once by another task: Arrow IPC with lz4 (no encoding to undo, about
     half the cost of an uncompressed Parquet write and a fraction of its read)."""

@@ -34,7 +34,7 @@ from ..build import build_id
 from ..config import Settings, load_settings, split_regions
 from ..contract.manifest import Manifest
 from ..core.accounting import build_manifest, reason_counts
-from ..core.aggregate import mart_frame
+from ..core.aggregate import mart_frame, region_summaries
 from ..core.checks import Rules
 from ..core.dates import date_range, default_run_date  # noqa: F401 (re-exported for callers)
 from ..core.parse import ParseLimits
@@ -48,7 +48,6 @@ from .naming import artifact_key, backfill_run_name, daily_run_name, label_run, 
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
 from .results import result_storage
 from .tasks import (
-    aggregate_region,
     configured_extract,
     io_options,
     list_landing_files,
@@ -112,12 +111,12 @@ def daily_sales_etl(
     with no landing file fails (the published day stays) unless `allow_empty`, which
     publishes an empty day.
 
-    The work runs on Dask in three coarse stages that pass paths, never data:
-    validate-files (per batch of landing files: cached extraction, field checks,
-    rows staged in transaction_id buckets), transform-bucket (per bucket: the
-    day-wide duplicate check, enrichment, curated rows staged per region) and
-    aggregate-region (per region: the mart row). publish-manifest then swaps the
-    staged day in.
+    The work runs on Dask in two coarse stages that pass paths and small summaries,
+    never data: validate-files (per batch of landing files: cached extraction, field
+    checks, rows staged in transaction_id buckets) and transform-bucket (per bucket:
+    the day-wide duplicate check, enrichment, curated rows written per region, and
+    their per-region totals). The flow adds the totals up into the mart, and
+    publish-day commits the day.
     """
     settings = load_settings()
     logger = get_run_logger()
@@ -217,8 +216,10 @@ def _publish(
             )
         logger.warning("no landing files for %s under %s: publishing an empty day", sale_date, landing)
     total_bytes = sum(int(source.identity.get("size", 0)) for source in sources)
-    buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets)
-    batches = plan_batches(sources, settings.batch_bytes, settings.batch_files)
+    slots = _dask_threads()
+    buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets, slots)
+    batches = plan_batches(sources, settings.batch_bytes, settings.batch_files, slots)
+    logger.info("%d landing files: %d batches, %d buckets for %d Dask threads", len(sources), len(batches), buckets, slots)
 
     extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
     limits = ParseLimits(settings.max_record_lines, settings.max_record_bytes)
@@ -253,15 +254,7 @@ def _publish(
         else []
     )
     curated = [data_file for bucket in buckets_done for data_file in bucket.curated]
-    by_region: dict[str, list[str]] = {}
-    for data_file in curated:
-        by_region.setdefault(data_file.partition_values["region"], []).append(day.file_url("curated", data_file))
-    regions = sorted(by_region)
-    summaries = (
-        aggregate_region.with_options(**io)
-        .map(regions, [by_region[region] for region in regions], unmapped(options))
-        .result()
-    )
+    summaries = region_summaries(totals for bucket in buckets_done for totals in bucket.totals)
 
     manifest = build_manifest(
         run_id=run_id,
@@ -283,6 +276,19 @@ def _publish(
     files = {"curated": curated, "quarantine": quarantine}
     published = publish_day.with_options(**io)(manifest, mart, files, warehouse, options, sale_date, run_id)
     return published, mart
+
+
+def _dask_threads() -> int:
+    """Threads of the Dask workers this flow's tasks run on (1 when unknown): the parallelism the
+    day's batches and buckets are planned for."""
+    context = FlowRunContext.get()
+    runner = context.task_runner if context else None
+    if not isinstance(runner, DaskTaskRunner):
+        return 1
+    try:
+        return max(1, sum(runner.client.nthreads().values()))
+    except Exception:  # planning must not fail a day: one slot is a valid plan
+        return 1
 
 
 def _shared_scheduler() -> TaskRunner[Any]:

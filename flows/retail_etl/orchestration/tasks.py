@@ -22,7 +22,7 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
 from ..contract.manifest import AcceptedFile, Manifest, RejectedFileRecord
-from ..core.aggregate import RegionSummary, region_summary_of_parts
+from ..core.aggregate import RegionTotals
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
 from ..core.extraction import VERDICTS, LandingBytes, Verdict, extract_files, is_landing_name, split_verdicts
@@ -31,7 +31,6 @@ from ..errors import RetailEtlError
 from ..io.delta import DataFile
 from ..io.landing import DayListing, LandingFile, list_day, read_landing, read_landing_files
 from ..io.publish import DayPublication, DayPublisher
-from ..io.storage import iter_parquet_files
 from .results import ParquetSerializer, batch_cache_key, cache_key_storage
 
 #: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
@@ -174,18 +173,21 @@ def _file_records(
 
 @dataclass(frozen=True)
 class BucketOutcome:
-    """What de-duplicating one transaction_id bucket found, and the data files it wrote."""
+    """What de-duplicating one transaction_id bucket found, the data files it wrote, and the
+    per-region totals of its rows (the flow adds the buckets' totals up into the mart)."""
 
     duplicates: int = 0
     curated: list[DataFile] = field(default_factory=list)
     quarantine: list[DataFile] = field(default_factory=list)
+    totals: list[RegionTotals] = field(default_factory=list)
 
 
 @task(name="transform-bucket", persist_result=True, cache_policy=WITHIN_RUN)
 def transform_bucket(
     bucket: int, warehouse: str, options: dict[str, Any], sale_date: str, run_id: str, rules: Rules
 ) -> BucketOutcome:
-    """De-duplicate one transaction_id bucket, enrich the survivors and write them per region."""
+    """De-duplicate one transaction_id bucket, enrich the survivors, write them per region and
+    aggregate them per region (while they are in memory: no second read of the curated files)."""
     day = DayPublication(warehouse, options, sale_date, run_id)
     candidates = day.read_candidates(bucket)
     if not len(candidates):
@@ -195,18 +197,11 @@ def transform_bucket(
     part = f"b{bucket:04d}"
     quarantine_files = day.write_quarantine(duplicates, part=part)
     curated_files = day.write_curated(enriched, part=part)
+    totals = [
+        RegionTotals.of(str(region), rows) for region, rows in enriched.groupby("region", sort=True, observed=True)
+    ]
     get_run_logger().info("bucket %d: %d rows written, %d duplicates", bucket, len(enriched), len(duplicates))
-    return BucketOutcome(len(duplicates), curated_files, quarantine_files)
-
-
-@task(name="aggregate-region", persist_result=True, cache_policy=WITHIN_RUN)
-def aggregate_region(region: str, file_urls: list[str], options: dict[str, Any]) -> RegionSummary:
-    """Mart row of one region, from this run's curated data files of it (read where the task runs, one
-    file at a time: a region may hold most of a day)."""
-    parts = iter_parquet_files(file_urls, options, columns=["quantity", "total", "ticket_size"])
-    summary = region_summary_of_parts(region, parts)
-    get_run_logger().debug("region %s: %d rows, revenue %.2f", region, summary.transactions, summary.revenue)
-    return summary
+    return BucketOutcome(len(duplicates), curated_files, quarantine_files, totals)
 
 
 @task(name="publish-day", persist_result=True, cache_policy=NO_CACHE)
