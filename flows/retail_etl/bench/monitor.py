@@ -7,7 +7,9 @@ began. The peak of that sum is the contender's peak memory; the shared processes
 and the bench process itself (Dask scheduler, Prefect server client) are not counted. The peak
 with the shared processes' whole RSS is kept too (`peak_with_shared_bytes`). CPU seconds are
 counted for the shared processes, for `infra_pids` (the bench process, the Prefect server) and
-for the whole machine, so a run disturbed by other load can be told apart.
+for the whole machine, so a run disturbed by other load can be told apart, and for
+`background_pids` (the bench's own background load), so it is counted neither as the
+contender's nor as other programs'.
 
 >>> import os, time
 >>> with RssSampler(os.getpid()) as sampler:
@@ -61,12 +63,14 @@ class RssSampler:
         pid: int,
         shared_pids: Iterable[int] = (),
         infra_pids: Iterable[int] = (),
+        background_pids: Iterable[int] = (),
         interval: float = 0.02,
         tree_refresh: float = 0.2,
     ) -> None:
         self.root = psutil.Process(pid)
         self.shared = [psutil.Process(p) for p in shared_pids]
         self.infra = [psutil.Process(p) for p in infra_pids]
+        self.background = [psutil.Process(p) for p in background_pids]
         self.interval = interval
         self.tree_refresh = tree_refresh
         self._stop = threading.Event()
@@ -77,6 +81,7 @@ class RssSampler:
         self.shared_cpu_start = self.shared_cpu = 0.0
         self.busy_start = self.busy = 0.0
         self.infra_cpu_start = self.infra_cpu = 0.0
+        self.background_cpu_start = self.background_cpu = 0.0
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -104,6 +109,7 @@ class RssSampler:
         self.shared_baseline = _rss(self.shared)
         self.shared_cpu_start = _cpu_seconds(self.shared)
         self.infra_cpu_start = _cpu_seconds(self.infra)
+        self.background_cpu_start = _cpu_seconds(self.background)
         self.busy_start = machine_busy_seconds()
         self._thread.start()
         return self
@@ -114,6 +120,7 @@ class RssSampler:
         self.shared_cpu = _cpu_seconds(self.shared) - self.shared_cpu_start
         self.busy = machine_busy_seconds() - self.busy_start
         self.infra_cpu = _cpu_seconds(self.infra) - self.infra_cpu_start
+        self.background_cpu = _cpu_seconds(self.background) - self.background_cpu_start
 
     def result(self) -> dict:
         return {
@@ -125,6 +132,7 @@ class RssSampler:
             "shared_peak_bytes": self.shared_peak,
             "shared_cpu_s": round(self.shared_cpu, 3),
             "infra_cpu_s": round(self.infra_cpu, 3),
+            "background_cpu_s": round(self.background_cpu, 3),
             "machine_busy_cpu_s": round(self.busy, 3),
             "samples": self.samples,
         }
