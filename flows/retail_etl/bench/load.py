@@ -71,6 +71,7 @@ class BackgroundLoad:
         self.shares = plan(cores)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.cpu_s = 0.0
+        self.started_pids: list[int] = []
         self.wall_s = 0.0
         self._started = 0.0
 
@@ -84,6 +85,7 @@ class BackgroundLoad:
             for share in self.shares:
                 command = [sys.executable, "-m", "retail_etl.bench.load", repr(share), str(os.getpid())]
                 self.processes.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+                self.started_pids.append(self.processes[-1].pid)
         except BaseException:
             self.stop()
             raise
@@ -116,6 +118,7 @@ class BackgroundLoad:
         return {
             "cores": self.cores,
             "processes": len(self.shares),
+            "pids": self.started_pids,
             "cpu_s": round(self.cpu_s, 3),
             "wall_s": round(self.wall_s, 3),
             "cores_used": round(self.cpu_s / self.wall_s, 3) if self.wall_s > 0 else 0.0,

@@ -76,6 +76,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.samples = 0
+        self.tree_pids: set[int] = set()
         self.peak = self.peak_tree = self.peak_shared_growth = self.peak_with_shared = 0
         self.shared_baseline = self.shared_peak = 0
         self.shared_cpu_start = self.shared_cpu = 0.0
@@ -94,6 +95,7 @@ class RssSampler:
         while True:
             if time.monotonic() - refreshed >= self.tree_refresh:
                 tree, refreshed = self._tree(), time.monotonic()
+            self.tree_pids.update(process.pid for process in tree)
             tree_rss, shared_rss = _rss(tree), _rss(self.shared)
             growth = max(0, shared_rss - self.shared_baseline)
             self.samples += 1
@@ -135,4 +137,5 @@ class RssSampler:
             "background_cpu_s": round(self.background_cpu, 3),
             "machine_busy_cpu_s": round(self.busy, 3),
             "samples": self.samples,
+            "tree_pids": sorted(self.tree_pids),
         }

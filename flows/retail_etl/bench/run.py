@@ -19,6 +19,9 @@ Then the pipeline alone on an empty landing day (its fixed cost with an already-
 scheduler), optionally one more untimed pipeline run under pyinstrument (``--profile FILE``),
 and the check that every run published the same figures as the pipeline.
 Generation time is never in the figures.
+
+``background_load`` (cores) runs the bench's own CPU burners beside every run, the same for
+every contender (`load`); ``backfill_days`` switches to the backfill comparison (`backfill`).
 """
 
 from __future__ import annotations
