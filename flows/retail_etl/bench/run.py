@@ -156,10 +156,12 @@ def render_load(report: dict, console: Console) -> None:
     summary = report["summary"]
     console.print(f"memory counted: {MEMORY_ACCOUNTING}")
     if summary.get("background_load_cores") is not None:
+        asked, got = report["config"]["background_load"], summary["background_load_cores"]
+        short = " (the machine was too busy to give them what was asked)" if got < 0.8 * asked else ""
         console.print(
-            f"background load (the bench's burners, not counted in any contender's CPU or memory): "
-            f"{report['config']['background_load']:g} cores requested, {summary['background_load_cores']:.2f} "
-            "used on average during the timed runs"
+            f"[{'bold yellow' if short else 'default'}]background load (the bench's burners, not counted in any "
+            f"contender's CPU or memory): {asked:g} cores requested, {got:.2f} used on average during the timed "
+            f"runs{short}[/]"
         )
     if summary.get("other_load_cores") is not None:
         style = "bold yellow" if summary["other_load_cores"] > 0.2 else "dim"
