@@ -7,7 +7,9 @@ began. The peak of that sum is the contender's peak memory; the shared processes
 and the bench process itself (Dask scheduler, Prefect server client) are not counted. The peak
 with the shared processes' whole RSS is kept too (`peak_with_shared_bytes`). CPU seconds are
 counted for the shared processes, for `infra_pids` (the bench process, the Prefect server) and
-for the whole machine, so a run disturbed by other load can be told apart.
+for the whole machine, so a run disturbed by other load can be told apart, and for
+`background_pids` (the bench's own background load), so it is counted neither as the
+contender's nor as other programs'.
 
 >>> import os, time
 >>> with RssSampler(os.getpid()) as sampler:
@@ -61,22 +63,26 @@ class RssSampler:
         pid: int,
         shared_pids: Iterable[int] = (),
         infra_pids: Iterable[int] = (),
+        background_pids: Iterable[int] = (),
         interval: float = 0.02,
         tree_refresh: float = 0.2,
     ) -> None:
         self.root = psutil.Process(pid)
         self.shared = [psutil.Process(p) for p in shared_pids]
         self.infra = [psutil.Process(p) for p in infra_pids]
+        self.background = [psutil.Process(p) for p in background_pids]
         self.interval = interval
         self.tree_refresh = tree_refresh
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.samples = 0
+        self.tree_pids: set[int] = set()
         self.peak = self.peak_tree = self.peak_shared_growth = self.peak_with_shared = 0
         self.shared_baseline = self.shared_peak = 0
         self.shared_cpu_start = self.shared_cpu = 0.0
         self.busy_start = self.busy = 0.0
         self.infra_cpu_start = self.infra_cpu = 0.0
+        self.background_cpu_start = self.background_cpu = 0.0
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -89,6 +95,7 @@ class RssSampler:
         while True:
             if time.monotonic() - refreshed >= self.tree_refresh:
                 tree, refreshed = self._tree(), time.monotonic()
+            self.tree_pids.update(process.pid for process in tree)
             tree_rss, shared_rss = _rss(tree), _rss(self.shared)
             growth = max(0, shared_rss - self.shared_baseline)
             self.samples += 1
@@ -104,6 +111,7 @@ class RssSampler:
         self.shared_baseline = _rss(self.shared)
         self.shared_cpu_start = _cpu_seconds(self.shared)
         self.infra_cpu_start = _cpu_seconds(self.infra)
+        self.background_cpu_start = _cpu_seconds(self.background)
         self.busy_start = machine_busy_seconds()
         self._thread.start()
         return self
@@ -114,6 +122,7 @@ class RssSampler:
         self.shared_cpu = _cpu_seconds(self.shared) - self.shared_cpu_start
         self.busy = machine_busy_seconds() - self.busy_start
         self.infra_cpu = _cpu_seconds(self.infra) - self.infra_cpu_start
+        self.background_cpu = _cpu_seconds(self.background) - self.background_cpu_start
 
     def result(self) -> dict:
         return {
@@ -125,6 +134,8 @@ class RssSampler:
             "shared_peak_bytes": self.shared_peak,
             "shared_cpu_s": round(self.shared_cpu, 3),
             "infra_cpu_s": round(self.infra_cpu, 3),
+            "background_cpu_s": round(self.background_cpu, 3),
             "machine_busy_cpu_s": round(self.busy, 3),
             "samples": self.samples,
+            "tree_pids": sorted(self.tree_pids),
         }

@@ -25,8 +25,26 @@ def bench(
     profile: Annotated[
         Path | None, typer.Option(help="Profile one more, untimed pipeline run (pyinstrument) into this text file.")
     ] = None,
+    background_load: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="CPU cores (e.g. 0.5) of background load the bench burns in its own processes during every "
+            "contender's run, the same for all; not counted in any contender's figures.",
+        ),
+    ] = 0.0,
+    backfill_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Backfill mode: N consecutive days of --rows rows each, from 2024-01-15; the pipeline's backfill "
+            "flow against each baseline looping the days in one process, outputs compared per day. Empty-day "
+            "runs (--empty-runs) and --profile are skipped in this mode. RETAIL_ETL_* settings in the environment "
+            "(e.g. RETAIL_ETL_BACKFILL_CONCURRENCY) reach the pipeline and are recorded.",
+        ),
+    ] = 0,
 ) -> None:
-    """Time the pipeline against plain pandas and DuckDB baselines on the same generated day."""
+    """Time the pipeline against plain pandas and DuckDB baselines on the same generated day (or days)."""
     from ..bench.run import BenchConfig, run_bench
 
     config = BenchConfig(
@@ -38,5 +56,7 @@ def bench(
         workdir=str(workdir) if workdir else None,
         keep=keep,
         profile=str(profile) if profile else None,
+        background_load=background_load,
+        backfill_days=backfill_days,
     )
     raise typer.Exit(run_bench(config, json_path=json_path, console=console))

@@ -103,7 +103,9 @@ def _write(con: duckdb.DuckDBPyConnection, warehouse: Path, sale_date: str, run_
     small, large = TICKET_BOUNDS
     for dataset in (CURATED, QUARANTINE_ROWS, MARTS):
         (warehouse / dataset).parent.mkdir(parents=True, exist_ok=True)
-    options = f"FORMAT parquet, COMPRESSION zstd, FILENAME_PATTERN '{run_id}-{{i}}'"
+    # OVERWRITE_OR_IGNORE: a warehouse that already holds other days (a backfill) is written into;
+    # the run id in every file name keeps the files of earlier runs.
+    options = f"FORMAT parquet, COMPRESSION zstd, FILENAME_PATTERN '{run_id}-{{i}}', OVERWRITE_OR_IGNORE"
     con.execute(f"""
         CREATE VIEW curated AS
         SELECT transaction_id_t AS transaction_id, store_id_t AS store_id, product_t AS product,
