@@ -3,7 +3,7 @@
 >>> from types import SimpleNamespace as F
 >>> files = [F(identity={"size": size}) for size in (30, 30, 30, 100, 5)]
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 64)]
-[[0, 1], [2, 3], [4]]
+[[0, 1], [2], [3], [4]]
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 200, max_files=3)]
 [[0, 1, 2], [3, 4]]
 """
@@ -24,46 +24,43 @@ T = TypeVar("T")
 def plan_batches(
     sources: Sequence[T], target_bytes: int, max_files: int | None = None, slots: int = 1
 ) -> list[list[tuple[int, T]]]:
-    """Group files (numbered in name order) into batches of at most about `target_bytes` and at most
-    `max_files` files, for coarse Dask tasks. Batches are runs of consecutive files, so the duplicate
-    check can keep the first row by file name, then line.
+    """Group files (numbered in name order) into batches of about `target_bytes` and at most `max_files`
+    files, for coarse Dask tasks. Batches are runs of consecutive files, so the duplicate check can
+    keep the first row by file name, then line.
 
-    Each source needs an ``identity`` mapping with its ``size`` in bytes. Many tiny files cost their
-    parsing more than their bytes: `max_files` spreads them over the workers. The number of batches
-    is rounded up to a multiple of `slots` (the Dask threads), so no worker is left idle while
-    another takes the last batch alone.
+    Each source needs an ``identity`` mapping with its ``size`` in bytes. The day is cut into equal
+    parts, as many as a multiple of `slots` (the Dask threads), so no worker is left idle while
+    another takes the last batch alone; a file goes to the part its middle falls in. Many tiny
+    files cost their parsing more than their bytes: `max_files` spreads them over the workers.
 
     >>> from types import SimpleNamespace as F
     >>> files = [F(identity={"size": 10}) for _ in range(8)]
-    >>> [len(batch) for batch in plan_batches(files, 30)], [len(batch) for batch in plan_batches(files, 30, slots=2)]
-    ([3, 3, 2], [2, 2, 2, 2])
+    >>> [len(batch) for batch in plan_batches(files, 30)], [len(batch) for batch in plan_batches(files, 30, slots=4)]
+    ([3, 2, 3], [2, 2, 2, 2])
     """
-    target_bytes = balanced_size(sum(_size(source) for source in sources), target_bytes, slots)
+    sizes = [int(getattr(source, "identity", {}).get("size", 0)) for source in sources]
+    total = sum(sizes)
+    part_bytes = total / balanced_parts(total, target_bytes, slots) if total else 1.0
     batches: list[list[tuple[int, T]]] = []
-    size = 0
-    for index, source in enumerate(sources):
-        if not batches or size >= target_bytes or (max_files and len(batches[-1]) >= max_files):
+    current, start = -1, 0
+    for index, (source, size) in enumerate(zip(sources, sizes, strict=True)):
+        part = int((start + size / 2) // part_bytes)
+        if not batches or part != current or (max_files and len(batches[-1]) >= max_files):
             batches.append([])
-            size = 0
+            current = part
         batches[-1].append((index, source))
-        size += _size(source)
+        start += size
     return batches
 
 
-def _size(source: Any) -> int:
-    return int(getattr(source, "identity", {}).get("size", 0))
+def balanced_parts(total_bytes: int, target_bytes: int, slots: int) -> int:
+    """How many equal parts of at most about `target_bytes` cut `total_bytes`: a multiple of `slots`.
 
-
-def balanced_size(total_bytes: int, target_bytes: int, slots: int) -> int:
-    """The part size, at most `target_bytes`, that cuts `total_bytes` into equal parts, as many as a
-    multiple of `slots`.
-
-    >>> balanced_size(75, 32, 1), balanced_size(75, 32, 2), balanced_size(10, 32, 2)
-    (25, 19, 5)
+    >>> balanced_parts(75, 32, 1), balanced_parts(75, 32, 2), balanced_parts(0, 32, 2)
+    (3, 4, 2)
     """
     parts = max(1, -(-total_bytes // target_bytes))
-    parts = -(-parts // slots) * slots
-    return max(1, -(-total_bytes // parts))
+    return -(-parts // slots) * slots
 
 
 def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int, slots: int = 1) -> int:
@@ -73,8 +70,7 @@ def plan_buckets(total_bytes: int, bucket_bytes: int, max_buckets: int, slots: i
     >>> plan_buckets(10, 64, 32), plan_buckets(640, 64, 32), plan_buckets(10**6, 64, 32), plan_buckets(650, 64, 32, 4)
     (1, 10, 32, 12)
     """
-    buckets = max(1, -(-total_bytes // bucket_bytes))
-    return max(1, min(max_buckets, -(-buckets // slots) * slots))
+    return max(1, min(max_buckets, balanced_parts(total_bytes, bucket_bytes, slots)))
 
 
 #: One fixed odd 64-bit key per byte position (positions wrap every 256 bytes).
