@@ -35,9 +35,9 @@ from retail_etl.io.storage import (
     list_folder,
     location,
     make_bucket,
+    read_arrow_dir,
     read_bytes,
     read_json,
-    read_arrow_dir,
     remove_tree,
     write_bytes,
 )

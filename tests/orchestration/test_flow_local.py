@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -30,14 +31,15 @@ def regions(monkeypatch):
     monkeypatch.setenv("RETAIL_ETL_REGIONS", ",".join(REGIONS))
 
 
-def task_states(flow_run_id: str, name_prefix: str) -> list[str]:
+def batches_reused(flow_run_id: str) -> list[bool]:
+    """Per validate-files task run of the flow run (sorted): whether its batch's extraction was a cache hit."""
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
             sort=TaskRunSort.EXPECTED_START_TIME_ASC,
             limit=200,
         )
-    return sorted(run.state.name for run in runs if run.name.startswith(name_prefix))
+    return sorted(run.state.result().cached for run in runs if run.name.startswith("validate-files"))
 
 
 def files_under(path: Path) -> list[str]:
@@ -151,8 +153,8 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
     second = run_day(DAY, landing, warehouse)
 
     assert second.run_id != first.run_id
-    batches = task_states(first.run_id, "extract-batch")
-    assert batches and task_states(second.run_id, "extract-batch") == ["Cached"] * len(batches)
+    batches = batches_reused(first.run_id)
+    assert batches and not any(batches) and batches_reused(second.run_id) == [True] * len(batches)
     assert all(second.tables[name] > first.tables[name] for name in TABLES)
     for name in TABLES:
         current, replaced = file_names(table(warehouse, name)), file_names(table(warehouse, name, first.tables[name]))
@@ -171,7 +173,7 @@ def test_rerun_replaces_the_day_and_reuses_cached_extractions(run_day, tmp_dirs)
     target = landing / "sales" / f"sale_date={DAY}" / "S001.csv"
     target.write_bytes((landing / "other" / "sales" / f"sale_date={DAY}" / "S001.csv").read_bytes())
     third = run_day(DAY, landing, warehouse)
-    assert sorted(task_states(third.run_id, "extract-batch")) == sorted(["Completed"] + ["Cached"] * (len(batches) - 1))
+    assert batches_reused(third.run_id) == [False] + [True] * (len(batches) - 1)
     assert third.rows_in == 3_000 + 1_500
     assert len(read(warehouse, "curated")) == third.rows_published
     assert read(warehouse, "marts")["transactions"].sum() == third.rows_published
@@ -184,13 +186,15 @@ def test_extraction_results_are_plain_parquet_in_result_storage(run_day, tmp_dir
     run_day(DAY, landing, warehouse)
     results = sorted((warehouse / "_prefect" / "results").glob("extract-*"))
     keys = sorted((warehouse / "_prefect" / "cache-keys").glob("extract-*"))
-    assert len(results) == 1 and [p.name for p in keys] == [p.name for p in results]  # one batch
-    table = pq.read_table(results[0])
+    assert results and [p.name for p in keys] == [p.name for p in results]  # one per batch
+    table = pa.concat_tables(pq.read_table(path) for path in results)
     assert table.num_rows == 1_000 and "transaction_id" in table.column_names
     assert sorted(set(table.column("source_file").to_pylist())) == sorted(
         str(p) for p in (landing / "sales" / f"sale_date={DAY}").iterdir()
     )
-    assert json.loads(keys[0].read_text())["serializer"]["type"] == "retail-etl-parquet"
+    metadata = [json.loads(key.read_text()) for key in keys]
+    assert {entry["serializer"]["type"] for entry in metadata} == {"retail-etl-parquet"}
+    assert all(entry["expiration"] for entry in metadata)  # RETAIL_ETL_CACHE_EXPIRATION
 
 
 def test_failure_before_commit_leaves_the_published_day_intact(run_day, tmp_dirs, monkeypatch):
@@ -314,7 +318,7 @@ def test_a_rerun_served_from_the_cache_still_rejects_an_unreadable_file(run_day,
     first = run_day(DAY, landing, warehouse)
     second = run_day(DAY, landing, warehouse)
 
-    assert set(task_states(second.run_id, "extract-batch")) == {"Cached"}
+    assert all(batches_reused(second.run_id))
     assert len(second.files_rejected) == 2
     assert [(f.file, f.reason, f.detail) for f in second.files_rejected] == [
         (f.file, f.reason, f.detail) for f in first.files_rejected
@@ -346,6 +350,6 @@ def test_a_same_size_edit_with_its_modification_time_set_back_is_extracted_again
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert os.stat(target).st_size == before.st_size and os.stat(target).st_mtime_ns == before.st_mtime_ns
     second = run_day(DAY, landing, warehouse)
-    assert task_states(second.run_id, "extract-batch") == ["Completed"]
+    assert batches_reused(second.run_id) == [False]
     assert read(warehouse, "curated")["quantity"].tolist() == [7]
     assert second.revenue == 21.0 and first.revenue == 6.0

@@ -32,7 +32,7 @@ def test_the_batch_cache_key_covers_every_file_and_the_parse_limits():
     limits = ParseLimits()
 
     def key(batch, limits=limits):
-        return batch_cache_key(None, {"batch": batch, "options": {}, "limits": limits})
+        return batch_cache_key(batch, limits)
 
     changed = [*files[:2], files[2].model_copy(update={"identity": {"size": 10, "ctime_ns": 99}})]
     assert key(files) == key(list(files))

@@ -49,11 +49,11 @@ from .storage import (
     exists,
     location,
     normalize,
-    read_json,
     read_arrow_dir,
+    read_json,
     remove_tree,
-    write_bytes,
     write_arrow,
+    write_bytes,
 )
 
 #: Tables are committed in this order; the manifest is written after the last one.
@@ -199,7 +199,9 @@ class DayPublication:
         for bucket in range(buckets):
             if bounds[bucket + 1] > bounds[bucket]:
                 part = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
-                write_arrow(self.root.fs, posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.arrow"), part)
+                write_arrow(
+                    self.root.fs, posixpath.join(self.candidate_dir(bucket), f"file-{file_index:06d}.arrow"), part
+                )
 
     def read_candidates(self, bucket: int) -> pd.DataFrame:
         """A bucket's rows from every file, in file order then line order (first seen first)."""

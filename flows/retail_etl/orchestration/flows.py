@@ -46,9 +46,8 @@ from ..io.storage import normalize
 from .exclusive import exclusive_day
 from .naming import artifact_key, backfill_run_name, daily_run_name, label_run, resolve_run_date
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
-from .results import result_storage
+from .results import ExtractionCache, result_storage
 from .tasks import (
-    configured_extract,
     io_options,
     list_landing_files,
     publish_day,
@@ -133,9 +132,8 @@ def daily_sales_etl(
     )
     label_run(run_id, environment, sale_date, build, logger)
 
-    storage = result_storage(warehouse, options)
     retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
-    io = retries | {"result_storage": storage}
+    io = retries | {"result_storage": result_storage(warehouse, options)}
     day = DayPublication(warehouse, options, sale_date, run_id)
     with exclusive_day(warehouse, options, sale_date, run_id, settings.day_wait_seconds, settings.day_lease_seconds):
         try:
@@ -145,9 +143,7 @@ def daily_sales_etl(
         except Exception as error:  # housekeeping never decides a day's outcome
             logger.warning("could not remove old scratch (a later run will): %s", error)
         try:
-            manifest, mart = _publish(
-                day, landing, io, retries, storage, settings, rules, strict, allow_empty, build, logger
-            )
+            manifest, mart = _publish(day, landing, io, settings, rules, strict, allow_empty, build, logger)
         finally:
             _remove_scratch(day, logger)
 
@@ -193,8 +189,6 @@ def _publish(
     day: DayPublication,
     landing: str,
     io: dict[str, Any],
-    retries: dict[str, Any],
-    storage: Any,
     settings: Settings,
     rules: Rules,
     strict: bool,
@@ -219,15 +213,17 @@ def _publish(
     slots = _dask_threads()
     buckets = plan_buckets(total_bytes, settings.bucket_bytes, settings.max_buckets, slots)
     batches = plan_batches(sources, settings.batch_bytes, settings.batch_files, slots)
-    logger.info("%d landing files: %d batches, %d buckets for %d Dask threads", len(sources), len(batches), buckets, slots)
+    logger.info(
+        "%d landing files: %d batches, %d buckets (%d Dask threads)", len(sources), len(batches), buckets, slots
+    )
 
-    extract = configured_extract(warehouse, options, storage, settings.cache_expiration, retries)
+    cache = ExtractionCache(warehouse, options, settings.cache_expiration)
     limits = ParseLimits(settings.max_record_lines, settings.max_record_bytes)
     validated = (
         validate_files.with_options(**io)
         .map(
             batches,
-            unmapped(extract),
+            unmapped(cache),
             warehouse,
             unmapped(options),
             sale_date,
@@ -240,6 +236,8 @@ def _publish(
         if batches
         else []
     )
+    if validated:
+        logger.info("extraction cache: %d of %d batches reused", sum(b.cached for b in validated), len(validated))
     rejected = [record for batch in validated for record in batch.rejected]
     if rejected and strict:
         names = ", ".join(entry.file.rsplit("/", 1)[-1] for entry in rejected)

@@ -9,29 +9,25 @@ extraction of a batch returns a DataFrame, and it runs nested inside the task th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE, CacheKeyFnPolicy
-from prefect.filesystems import RemoteFileSystem
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
 from ..contract.manifest import AcceptedFile, Manifest, RejectedFileRecord
 from ..core.aggregate import RegionTotals
 from ..core.checks import Rules, split_duplicates, split_field_checks
 from ..core.enrich import enrich
-from ..core.extraction import VERDICTS, LandingBytes, Verdict, extract_files, is_landing_name, split_verdicts
+from ..core.extraction import LandingBytes, Verdict, extract_files, is_landing_name, split_verdicts
 from ..core.parse import ParseLimits
 from ..errors import RetailEtlError
 from ..io.delta import DataFile
 from ..io.landing import DayListing, LandingFile, list_day, read_landing, read_landing_files
 from ..io.publish import DayPublication, DayPublisher
-from .results import ParquetSerializer, batch_cache_key, cache_key_storage
+from .results import ExtractionCache
 
 #: Dask tasks need a keyed cache policy for Prefect to persist their results (a keyless
 #: transaction writes nothing); within one flow run a retry then reuses finished tasks.
@@ -61,43 +57,16 @@ def list_landing_files(landing: str, sale_date: str, options: dict[str, Any]) ->
     return list_day(landing, sale_date, options)
 
 
-@task(name="extract-batch", persist_result=True, result_serializer=ParquetSerializer())
 def extract_batch(batch: list[LandingFile], options: dict[str, Any], limits: ParseLimits) -> pd.DataFrame:
     """Read a batch of landing files (one concurrent read) into raw rows, with each file's verdict.
 
-    One cached task run per batch, not per file: a task run costs more than a small file. A file
-    that cannot be parsed is a verdict in the frame's ``attrs`` (kept in the cached Parquet's
+    A file that cannot be parsed is a verdict in the frame's ``attrs`` (kept in the cached Parquet's
     metadata), not an exception: it is cached like rows, and one bad file does not fail its batch.
-    I/O errors raise (and are retried).
+    I/O errors raise (and the task around it is retried).
     """
     readable = [source for source in batch if is_landing_name(source.name)]
     contents = dict(zip((source.url for source in readable), read_landing_files(readable, options), strict=True))
-    frame = extract_files([LandingBytes(s.url, s.name, contents.pop(s.url, None)) for s in batch], limits)
-    logger = get_run_logger()
-    verdicts = frame.attrs[VERDICTS]
-    for verdict in verdicts:
-        if verdict["reason"]:
-            logger.warning("rejected %s: %s: %s", verdict["url"], verdict["reason"], verdict["detail"])
-    logger.info("extracted %d rows from %d files of %d", len(frame), sum(not v["reason"] for v in verdicts), len(batch))
-    return frame
-
-
-def configured_extract(
-    warehouse: str,
-    options: dict[str, Any],
-    storage: Path | RemoteFileSystem,
-    expiration: timedelta,
-    io: dict[str, Any],
-) -> Any:
-    """extract_batch with the cache policy, expiry, retries and result storage of this warehouse."""
-    return extract_batch.with_options(
-        cache_policy=CacheKeyFnPolicy(cache_key_fn=batch_cache_key).configure(
-            key_storage=cache_key_storage(warehouse, options)
-        ),
-        cache_expiration=expiration,
-        result_storage=storage,
-        **io,
-    )
+    return extract_files([LandingBytes(s.url, s.name, contents.pop(s.url, None)) for s in batch], limits)
 
 
 @dataclass(frozen=True)
@@ -109,12 +78,13 @@ class BatchOutcome:
     rejected: list[RejectedFileRecord]
     reasons: dict[str, int]
     quarantine: list[DataFile]
+    cached: bool = False
 
 
-@task(name="validate-files", persist_result=True, cache_policy=(INPUTS - "extract") + TASK_SOURCE + RUN_ID)
+@task(name="validate-files", persist_result=True, cache_policy=WITHIN_RUN)
 def validate_files(
     batch: list[tuple[int, LandingFile]],
-    extract: Callable[..., pd.DataFrame],
+    cache: ExtractionCache,
     warehouse: str,
     options: dict[str, Any],
     sale_date: str,
@@ -132,23 +102,35 @@ def validate_files(
     """
     day = DayPublication(warehouse, options, sale_date, run_id)
     sources = [source for _, source in batch]
-    raw, verdicts = split_verdicts(extract(sources, options, limits))
+    extracted, cached = cache.fetch(sources, limits, lambda: extract_batch(sources, options, limits))
+    raw, verdicts = split_verdicts(extracted)
+    logger = get_run_logger()
+    for verdict in verdicts:
+        if verdict.reason:
+            logger.warning("rejected %s: %s: %s", verdict.url, verdict.reason, verdict.detail)
+    logger.info(
+        "%s %d rows from %d files of %d",
+        "reused the cached extraction of" if cached else "extracted",
+        len(raw),
+        sum(not v.reason for v in verdicts),
+        len(sources),
+    )
     accepted, rejected = _file_records(day, sources, verdicts, options)
     if not len(raw):
-        return BatchOutcome(accepted, rejected, {}, [])
+        return BatchOutcome(accepted, rejected, {}, [], cached)
     candidates, quarantine = split_field_checks(raw, rules)
     first_index = batch[0][0]
     quarantine_files = day.write_quarantine(quarantine, part=f"f{first_index:06d}")
     day.write_candidates(candidates, first_index, buckets)
     reasons = {str(reason): int(count) for reason, count in quarantine["reason"].value_counts(sort=False).items()}
-    get_run_logger().info(
+    logger.info(
         "validated %d files, %d rows: %d pass the field checks, %d quarantined",
         len(accepted),
         len(raw),
         len(candidates),
         len(quarantine),
     )
-    return BatchOutcome(accepted, rejected, reasons, quarantine_files)
+    return BatchOutcome(accepted, rejected, reasons, quarantine_files, cached)
 
 
 def _file_records(
