@@ -79,10 +79,15 @@ def test_s3_landing_to_s3_warehouse_with_results_and_rerun(run_day, s3_endpoint,
 
     results = s3.ls(f"{bucket}/warehouse/_prefect/results")
     extracted = [path for path in results if path.rsplit("/", 1)[-1].startswith("extract-")]
-    assert len(extracted) == 1  # one batch: four store files, and the verdicts on the two unreadable ones
-    batch = pq.read_table(io.BytesIO(s3.cat_file(extracted[0])))
-    assert batch.num_rows == 6_000 and "transaction_id" in batch.column_names
-    verdicts = json.loads(batch.schema.metadata[b"retail_etl.attrs"])["retail_etl_verdicts"]
+    # One per batch (one per Dask thread here): the four store files, and the verdicts on the two unreadable ones.
+    batches = [pq.read_table(io.BytesIO(s3.cat_file(path))) for path in extracted]
+    assert batches and sum(batch.num_rows for batch in batches) == 6_000
+    assert all("transaction_id" in batch.column_names for batch in batches)
+    verdicts = [
+        verdict
+        for batch in batches
+        for verdict in json.loads(batch.schema.metadata[b"retail_etl.attrs"])["retail_etl_verdicts"]
+    ]
     assert sorted(verdict["rows"] for verdict in verdicts) == [0, 0, 1_500, 1_500, 1_500, 1_500]
     assert sorted(verdict["reason"] or "" for verdict in verdicts)[-2:] == sorted(r["reason"] for r in rejected)
     aggregated = [path for path in results if not path.rsplit("/", 1)[-1].startswith("extract-")]

@@ -5,7 +5,7 @@
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 64)]
 [[0, 1], [2], [3], [4]]
 >>> [[index for index, _ in batch] for batch in plan_batches(files, 200, max_files=3)]
-[[0, 1, 2], [3, 4]]
+[[0, 1], [2, 3, 4]]
 """
 
 from __future__ import annotations
@@ -40,17 +40,29 @@ def plan_batches(
     """
     sizes = [int(getattr(source, "identity", {}).get("size", 0)) for source in sources]
     total = sum(sizes)
-    part_bytes = total / balanced_parts(total, target_bytes, slots) if total else 1.0
+    by_bytes = balanced_parts(total, target_bytes, slots) if total else 1
+    by_files = balanced_parts(len(sources), max_files, slots) if max_files else 1
+    # Cut by file count where it binds (many tiny files), else by bytes.
+    middles = [index + 0.5 for index in range(len(sources))] if by_files >= by_bytes else _middles(sizes)
+    unit = (len(sources) if by_files >= by_bytes else total) / max(by_bytes, by_files)
     batches: list[list[tuple[int, T]]] = []
-    current, start = -1, 0
-    for index, (source, size) in enumerate(zip(sources, sizes, strict=True)):
-        part = int((start + size / 2) // part_bytes)
+    current = -1
+    for index, (source, middle) in enumerate(zip(sources, middles, strict=True)):
+        part = int(middle // unit)
         if not batches or part != current or (max_files and len(batches[-1]) >= max_files):
             batches.append([])
             current = part
         batches[-1].append((index, source))
-        start += size
     return batches
+
+
+def _middles(sizes: list[int]) -> list[float]:
+    """Where the middle byte of each file falls in the day's bytes (files in order)."""
+    middles, start = [], 0
+    for size in sizes:
+        middles.append(start + size / 2)
+        start += size
+    return middles
 
 
 def balanced_parts(total_bytes: int, target_bytes: int, slots: int) -> int:
