@@ -6,6 +6,7 @@ failed day stops no other; progress counts days as they finish."""
 from __future__ import annotations
 
 import json
+import threading
 from uuid import UUID
 
 import pytest
@@ -86,7 +87,11 @@ def test_a_failed_day_stops_no_other_and_is_listed(on_cluster, tmp_dirs):
 
 def test_days_overlap_up_to_the_concurrency(on_cluster, tmp_dirs, monkeypatch):
     """The subflow runs' own start and end times: with the setting at 1 one day after another, with
-    the parameter at 2 two days at once (the parameter wins over the setting)."""
+    the parameter at 2 two days at once (the parameter wins over the setting). In the second
+    backfill another run holds the first day for a while: the second day runs meanwhile."""
+    from datetime import timedelta
+
+    from retail_etl.io.lease import day_lease
     from retail_etl.orchestration.flows import backfill
 
     landing, warehouse = tmp_dirs
@@ -96,7 +101,22 @@ def test_days_overlap_up_to_the_concurrency(on_cluster, tmp_dirs, monkeypatch):
     arguments = {"start": DAYS[0], "end": DAYS[1], "landing": str(landing), "warehouse": str(warehouse)}
 
     one = backfill(**arguments, return_state=True)
-    two = backfill(**arguments, concurrency=2, return_state=True)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_first_day() -> None:
+        with day_lease(str(warehouse), {}, DAYS[0], "another-run", 60, timedelta(seconds=120)):
+            held.set()
+            release.wait(timeout=120)
+
+    holder = threading.Thread(target=hold_first_day)
+    holder.start()
+    held.wait(timeout=30)
+    threading.Timer(15, release.set).start()
+    try:
+        two = backfill(**arguments, concurrency=2, return_state=True)
+    finally:
+        release.set()
+        holder.join()
 
     assert one.is_completed() and two.is_completed()
     assert [m.sale_date for m in two.result()] == DAYS[:2]  # date order, whichever finished first
@@ -104,5 +124,7 @@ def test_days_overlap_up_to_the_concurrency(on_cluster, tmp_dirs, monkeypatch):
     assert len(one_runs) == len(two_runs) == 2
     assert not overlapping(one_runs)
     assert overlapping(two_runs)
+    first, second = sorted(two_runs, key=lambda run: run.name)
+    assert second.end_time < first.end_time  # the second day did not wait for the held first one
     assert "2 days, 1 at a time" in messages(one.state_details.flow_run_id)
     assert "2 days, 2 at a time" in messages(two.state_details.flow_run_id)
