@@ -52,8 +52,15 @@ class Settings(BaseSettings):
     )
 
     dask_address: str | None = Field(None, description="Scheduler to use; unset starts a LocalCluster.")
-    dask_workers: int = Field(2, ge=1, description="Worker processes of the temporary LocalCluster.")
-    dask_threads_per_worker: int = Field(1, ge=1)
+    dask_workers: int | None = Field(
+        None, ge=1, description="Worker processes of the temporary LocalCluster; unset: one per usable core."
+    )
+    dask_threads_per_worker: int | None = Field(
+        None, ge=1, description="Threads per LocalCluster worker; unset: 1 (or the usable cores per set worker)."
+    )
+    backfill_concurrency: int = Field(
+        2, ge=1, description="Days a backfill runs at once on its Dask cluster (each day still published alone)."
+    )
 
     regions: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Allowed regions (comma-separated); unset accepts any non-empty region."

@@ -155,6 +155,7 @@ def test_registration_nulls_every_release_owned_setting_it_leaves_unset():
         "RETAIL_ETL_MAX_RECORD_LINES",
         "RETAIL_ETL_MAX_RECORD_BYTES",
         "RETAIL_ETL_BATCH_FILES",
+        "RETAIL_ETL_BACKFILL_CONCURRENCY",
     }
     bare = {"minio": {"enabled": False}, "dask": {"enabled": False}, "s3": {"existingSecret": "s3"}}
     _, job_variables = registration_arguments(render_chart(bare))
@@ -163,7 +164,13 @@ def test_registration_nulls_every_release_owned_setting_it_leaves_unset():
         **bare,
         "dask": {"enabled": True},
         "s3": {"existingSecret": "s3", "endpointUrl": "https://s3.example.com", "region": "eu-west-1"},
-        "etl": {"regions": "north", "maxRecordLines": 50, "maxRecordBytes": 4194304, "batchFiles": 200},
+        "etl": {
+            "regions": "north",
+            "maxRecordLines": 50,
+            "maxRecordBytes": 4194304,
+            "batchFiles": 200,
+            "backfillConcurrency": 3,
+        },
     }
     _, job_variables = registration_arguments(render_chart(full))
     assert owned <= set(job_variables["env"])
@@ -171,9 +178,10 @@ def test_registration_nulls_every_release_owned_setting_it_leaves_unset():
 
 
 def test_etl_limits_reach_every_etl_process_under_the_programs_names(monkeypatch):
-    """etl.maxRecordLines/maxRecordBytes/batchFiles become the variables config.py reads (checked by
-    loading the settings from the rendered values), in flow runs, Dask workers and registration."""
-    values = {"etl": {"maxRecordLines": 50, "maxRecordBytes": 4194304, "batchFiles": 200}}
+    """etl.maxRecordLines/maxRecordBytes/batchFiles/backfillConcurrency become the variables config.py
+    reads (checked by loading the settings from the rendered values), in flow runs, Dask workers and
+    registration."""
+    values = {"etl": {"maxRecordLines": 50, "maxRecordBytes": 4194304, "batchFiles": 200, "backfillConcurrency": 3}}
     objects = render_chart(values)
     dask = container_env(
         one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]
@@ -183,13 +191,19 @@ def test_etl_limits_reach_every_etl_process_under_the_programs_names(monkeypatch
     )
     (job, *_) = flow_run_jobs(objects, "dev")
     flow_run = container_env(job_container(job))
-    names = ["RETAIL_ETL_MAX_RECORD_LINES", "RETAIL_ETL_MAX_RECORD_BYTES", "RETAIL_ETL_BATCH_FILES"]
+    names = [
+        "RETAIL_ETL_MAX_RECORD_LINES",
+        "RETAIL_ETL_MAX_RECORD_BYTES",
+        "RETAIL_ETL_BATCH_FILES",
+        "RETAIL_ETL_BACKFILL_CONCURRENCY",
+    ]
     for env in (dask, registration, flow_run):
-        assert [env[n]["value"] for n in names] == ["50", "4194304", "200"]
+        assert [env[n]["value"] for n in names] == ["50", "4194304", "200", "3"]
     for name in names:
         monkeypatch.setenv(name, flow_run[name]["value"])
     settings = load_settings()
     assert (settings.max_record_lines, settings.max_record_bytes, settings.batch_files) == (50, 4194304, 200)
+    assert settings.backfill_concurrency == 3
     # 0 (the default) sets nothing: the program keeps its own defaults.
     defaults = container_env(
         one(render_chart(), "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]

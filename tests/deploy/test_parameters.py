@@ -44,8 +44,15 @@ def deploy(client, flow, name: str, schema: dict) -> str:
         ),
         (
             backfill,
-            [{"start": "2024-01-01", "end": "2024-01-03"}],
-            [{"start": "2024-01-01", "end": "2024-01-03", "dry": True}, {"start": "2024-01-01", "end": "01/03/2024"}],
+            [
+                {"start": "2024-01-01", "end": "2024-01-03"},
+                {"start": "2024-01-01", "end": "2024-01-03", "concurrency": 4},
+            ],
+            [
+                {"start": "2024-01-01", "end": "2024-01-03", "dry": True},
+                {"start": "2024-01-01", "end": "01/03/2024"},
+                {"start": "2024-01-01", "end": "2024-01-03", "concurrency": 0},
+            ],
         ),
     ],
     ids=["daily", "backfill"],

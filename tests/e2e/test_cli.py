@@ -51,6 +51,8 @@ def test_generate_backfill_report(tmp_path):
         "landing",
         "--warehouse",
         "warehouse",
+        "--concurrency",
+        "2",
         cwd=tmp_path,
     )
     assert "2 day(s) published" in result.stdout
@@ -64,6 +66,7 @@ def test_generate_backfill_report(tmp_path):
     [
         (("run", "--date", "2024-13-01"), "not a date", 2),
         (("backfill", "--start", "2024-01-05", "--end", "2024-01-01"), "before", 2),
+        (("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--concurrency", "0"), "--concurrency", 2),
         (("report", "--warehouse", "nowhere", "--start", "2024-01-01", "--end", "2024-01-02"), "nothing published", 7),
         (("register", "--environment", "dev", "--job-variables", "{not json"), "--job-variables is not valid JSON", 3),
         # No PREFECT_API_URL: refused at once, never a temporary server that vanishes with what was written.

@@ -420,6 +420,7 @@ YAML map. Usage: include "retail-etl.etlEnvMap" (list . "dask") (component for t
 {{- with $ctx.Values.etl.maxRecordLines }}{{ $_ := set $env "RETAIL_ETL_MAX_RECORD_LINES" (int64 . | toString) }}{{ end -}}
 {{- with $ctx.Values.etl.maxRecordBytes }}{{ $_ := set $env "RETAIL_ETL_MAX_RECORD_BYTES" (int64 . | toString) }}{{ end -}}
 {{- with $ctx.Values.etl.batchFiles }}{{ $_ := set $env "RETAIL_ETL_BATCH_FILES" (int64 . | toString) }}{{ end -}}
+{{- with $ctx.Values.etl.backfillConcurrency }}{{ $_ := set $env "RETAIL_ETL_BACKFILL_CONCURRENCY" (int64 . | toString) }}{{ end -}}
 {{- if $ctx.Values.dask.enabled }}{{ $_ := set $env "RETAIL_ETL_DASK_ADDRESS" (include "retail-etl.daskAddress" $ctx) }}{{ end -}}
 {{- range $name, $value := $ctx.Values.etl.extraEnv }}{{ $_ := set $env $name (toString $value) }}{{ end -}}
 {{- toYaml $env -}}
@@ -450,7 +451,7 @@ the deployments a null for each one the release leaves unset, so no default of p
 in-cluster MinIO endpoint, say) reaches a flow run that the Dask workers would not share.
 */}}
 {{- define "retail-etl.releaseOwnedEnvNames" -}}
-{{- list "RETAIL_ETL_S3_ENDPOINT_URL" "RETAIL_ETL_S3_REGION" "RETAIL_ETL_REGIONS" "RETAIL_ETL_DASK_ADDRESS" "RETAIL_ETL_MAX_RECORD_LINES" "RETAIL_ETL_MAX_RECORD_BYTES" "RETAIL_ETL_BATCH_FILES" | toJson -}}
+{{- list "RETAIL_ETL_S3_ENDPOINT_URL" "RETAIL_ETL_S3_REGION" "RETAIL_ETL_REGIONS" "RETAIL_ETL_DASK_ADDRESS" "RETAIL_ETL_MAX_RECORD_LINES" "RETAIL_ETL_MAX_RECORD_BYTES" "RETAIL_ETL_BATCH_FILES" "RETAIL_ETL_BACKFILL_CONCURRENCY" | toJson -}}
 {{- end -}}
 
 {{/*

@@ -78,18 +78,22 @@ def run(date_: DateOption = None, *, options: RunOptions) -> None:
 def backfill(
     start: Annotated[str, typer.Option(help="First sale date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last sale date (inclusive), YYYY-MM-DD.")],
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Days run at once [RETAIL_ETL_BACKFILL_CONCURRENCY].")
+    ] = None,
     *,
     options: RunOptions,
 ) -> None:
-    """Process every sale date from START to END (inclusive)."""
+    """Process every sale date from START to END (inclusive), CONCURRENCY days at once."""
     first, last = required_date(start), required_date(end)
     if last < first:
         raise typer.BadParameter(f"--end {last} is before --start {first}")
-    run_days(date_range(first, last), options)
+    run_days(date_range(first, last), options, concurrency)
 
 
-def run_days(days: list[date], options: RunOptions) -> list[Manifest]:
-    """Run one day (the daily flow) or several (the backfill flow) on this command's platform."""
+def run_days(days: list[date], options: RunOptions, concurrency: int | None = None) -> list[Manifest]:
+    """Run one day (the daily flow) or several (the backfill flow, `concurrency` days at once) on this
+    command's platform."""
     from ..orchestration.flows import backfill as backfill_flow
     from ..orchestration.flows import daily_sales_etl
     from ..orchestration.platform import platform, runner_at
@@ -100,7 +104,7 @@ def run_days(days: list[date], options: RunOptions) -> list[Manifest]:
     started = time.perf_counter()
     with platform(settings) as (_, address):
         flow: Any = (daily_sales_etl if one_day else backfill_flow).with_options(task_runner=runner_at(address))
-        dates = {"run_date": days[0]} if one_day else {"start": days[0], "end": days[-1]}
+        dates = {"run_date": days[0]} if one_day else {"start": days[0], "end": days[-1], "concurrency": concurrency}
         try:
             result = flow(
                 **dates,

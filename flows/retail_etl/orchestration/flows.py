@@ -18,7 +18,7 @@ Settings are read once, when a flow starts; the rules a deployment may want to v
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -28,6 +28,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
+from pydantic import Field
 
 from .. import __version__
 from ..build import build_id
@@ -43,6 +44,7 @@ from ..errors import BackfillError, EmptyLandingError, StrictModeError
 from ..io.housekeeping import due, remove_stale_scratch, vacuum_warehouse
 from ..io.publish import DayPublication
 from ..io.storage import normalize
+from .concurrent import as_finished
 from .exclusive import exclusive_day
 from .naming import artifact_key, backfill_run_name, daily_run_name, label_run, resolve_run_date
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
@@ -313,34 +315,40 @@ def backfill(
     regions: list[str] | None = None,
     max_quantity: int | None = None,
     max_unit_price: float | None = None,
+    concurrency: Annotated[int, Field(ge=1)] | None = None,
 ) -> list[Manifest]:
-    """Run `daily_sales_etl` for every date from start to end (inclusive) as subflows.
+    """Run `daily_sales_etl` for every date from start to end (inclusive) as subflows, up to
+    `concurrency` days at once (default RETAIL_ETL_BACKFILL_CONCURRENCY) on this flow's Dask cluster.
 
-    Every day is attempted; the backfill fails at the end if any day failed.
+    Each day is its own subflow run: published atomically with its own manifest, its lease keeping
+    any other run of the day apart. Every day is attempted; the backfill fails at the end if any
+    day failed. Returns the manifests in date order.
     """
+    settings = load_settings()
     logger = get_run_logger()
     days = date_range(start, end)
     daily = daily_sales_etl.with_options(task_runner=_shared_scheduler())
-    manifests: list[Manifest] = []
+    parameters = {
+        "landing": landing,
+        "warehouse": warehouse,
+        "strict": strict,
+        "allow_empty": allow_empty,
+        "regions": regions,
+        "max_quantity": max_quantity,
+        "max_unit_price": max_unit_price,
+    }
+    width = min(settings.backfill_concurrency if concurrency is None else concurrency, len(days))
+    logger.info("%d days, %d at a time", len(days), width)
+    calls = {day: {"run_date": day, **parameters} for day in days}
+    manifests: dict[date, Manifest] = {}
     failed: list[str] = []
-    for number, day in enumerate(days, start=1):
-        state = daily(
-            run_date=day,
-            landing=landing,
-            warehouse=warehouse,
-            strict=strict,
-            allow_empty=allow_empty,
-            regions=regions,
-            max_quantity=max_quantity,
-            max_unit_price=max_unit_price,
-            return_state=True,
-        )
+    for done, (day, state) in enumerate(as_finished(daily, calls, width), start=1):
         if state.is_completed():
             manifest: Manifest = state.result()
-            manifests.append(manifest)
+            manifests[day] = manifest
             logger.info(
                 "day %d/%d %s: %d rows in, %d published, %d quarantined",
-                number,
+                done,
                 len(days),
                 day,
                 manifest.rows_in,
@@ -349,7 +357,7 @@ def backfill(
             )
         else:
             failed.append(day.isoformat())
-            logger.error("day %d/%d %s failed: %s", number, len(days), day, state.message)
+            logger.error("day %d/%d %s failed: %s", done, len(days), day, state.message)
     if failed:
-        raise BackfillError(f"backfill: {len(failed)} of {len(days)} days failed: {', '.join(failed)}")
-    return manifests
+        raise BackfillError(f"backfill: {len(failed)} of {len(days)} days failed: {', '.join(sorted(failed))}")
+    return [manifests[day] for day in days]

@@ -25,6 +25,7 @@ from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from ..config import Settings, forwarded_environment, load_settings
+from .cores import available_cores, cluster_shape
 
 SERVER_STARTUP_TIMEOUT = 90
 
@@ -86,15 +87,17 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, **kwargs: Any) -> Any:
-    """A process-based LocalCluster whose workers share this process's Prefect API."""
+def local_cluster(n_workers: int | None = None, threads_per_worker: int | None = None, **kwargs: Any) -> Any:
+    """A process-based LocalCluster whose workers share this process's Prefect API, sized from the
+    cores this process may use (`cores`: affinity and cgroup quota) where not given."""
     from distributed import LocalCluster
 
+    workers, threads = cluster_shape(available_cores(), n_workers, threads_per_worker)
     kwargs.setdefault("dashboard_address", ":0")
     kwargs.setdefault("silence_logs", logging.WARNING)
     return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=threads_per_worker,
+        n_workers=workers,
+        threads_per_worker=threads,
         processes=True,
         env=worker_environment(),
         **kwargs,
