@@ -124,7 +124,8 @@ class ExtractionCache:
         if store.exists(key):
             return store.read(key).result, True
         frame = extract()
-        store.write(frame, key=key, expiration=datetime.now(UTC) + self.expiration)
+        # Prefect types this as its DateTime alias (pendulum's below Python 3.13); it stores any aware datetime.
+        store.write(frame, key=key, expiration=datetime.now(UTC) + self.expiration)  # type: ignore[arg-type]
         return frame, False
 
 
