@@ -102,3 +102,14 @@ def test_notes_give_the_autoscaling_range():
     assert "dask(2 workers)" in run_helm(*args).stdout
     notes = run_helm(*scaled).stdout.split("NOTES:", 1)[1]
     assert "dask(1-6 workers, autoscaled)" in notes and "dask(2 workers)" not in notes
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_worker_thread_pools_follow_its_threads(threads):
+    """Arrow (OMP_NUM_THREADS) and Polars size their pools to the node's cores unless told: each worker
+    pod gets its --nthreads, so several workers on a node do not oversubscribe it."""
+    objects = render_chart({"dask": {"worker": {"threads": threads}}})
+    container = one(objects, "Deployment", "retail-etl-dask-worker")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert container["command"][container["command"].index("--nthreads") + 1] == str(threads)
+    assert env["OMP_NUM_THREADS"] == env["POLARS_MAX_THREADS"] == str(threads)

@@ -99,9 +99,20 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int | None =
         n_workers=workers,
         threads_per_worker=threads,
         processes=True,
-        env=worker_environment(),
+        env=thread_pools(threads) | worker_environment(),
         **kwargs,
     )
+
+
+def thread_pools(threads: int) -> dict[str, str]:
+    """Arrow's and Polars' own thread pools sized to a worker's Dask threads (both default to one
+    thread per core in every process): the workers together then use the cores they were sized
+    for, instead of each one's columnar work competing for all of them.
+
+    >>> thread_pools(1)
+    {'OMP_NUM_THREADS': '1', 'POLARS_MAX_THREADS': '1'}
+    """
+    return {"OMP_NUM_THREADS": str(threads), "POLARS_MAX_THREADS": str(threads)}
 
 
 def dask_task_runner(settings: Settings) -> DaskTaskRunner:
