@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-# Keep Prefect's home (profiles, local DB of any CLI run) out of the user's ~/.prefect.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="retail-etl-prefect-home-"))
+# Keep Prefect's home (profiles, local DB of any CLI run) out of the user's ~/.prefect; each
+# pytest-xdist worker gets its own (a worker inherits the home the controller process set).
+if "PYTEST_XDIST_WORKER" in os.environ or "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="retail-etl-prefect-home-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 

@@ -12,6 +12,7 @@ A tool that cannot be obtained fails the tests; nothing is skipped.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -22,6 +23,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -113,11 +116,24 @@ class HelmError(AssertionError):
         self.stderr = stderr
 
 
+@contextmanager
+def tool_lock(name: str) -> Iterator[None]:
+    """Held while a tool is obtained: pytest-xdist's workers would otherwise install it side by side."""
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with open(TOOLS / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _download_helm() -> Path:
+    with tool_lock("helm"):
+        return _unlocked_download_helm()
+
+
+def _unlocked_download_helm() -> Path:
     target = TOOLS / "helm"
     if target.exists():
         return target
-    TOOLS.mkdir(parents=True, exist_ok=True)
     wheels = TOOLS / "wheels"
     subprocess.run(
         [
@@ -227,7 +243,8 @@ def render_chart(
 ) -> list[dict]:
     """Every object `helm template` renders, parsed (empty documents dropped)."""
     text = render_chart_text(values, values_files, namespace, release)
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    # libyaml's safe loader: the pure-Python one took a good part of the chart tests' time
+    return [doc for doc in yaml.load_all(text, Loader=yaml.CSafeLoader) if doc is not None]
 
 
 def render_environment(name: str, values: dict | None = None) -> list[dict]:
@@ -250,6 +267,14 @@ def tool_in_venv(name: str, requirement: str, executable: str) -> Path:
     marker = venv / (".installed-" + re.sub(r"[^A-Za-z0-9_.=-]", "_", requirement))
     if path.exists() and marker.exists():
         return path
+    with tool_lock(f"{name}-venv"):
+        if not (path.exists() and marker.exists()):  # another worker may have installed it meanwhile
+            _install_in_venv(venv, requirement, path)
+            marker.touch()
+    return path
+
+
+def _install_in_venv(venv: Path, requirement: str, path: Path) -> None:
     try:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -268,9 +293,7 @@ def tool_in_venv(name: str, requirement: str, executable: str) -> Path:
     except Exception as exc:
         pytest.fail(f"cannot install {requirement} into {venv}: {exc}")
     if not path.exists():
-        pytest.fail(f"{requirement} installed no {executable} in {venv}")
-    marker.touch()
-    return path
+        pytest.fail(f"{requirement} installed no {path.name} in {venv}")
 
 
 def checkov_binary() -> Path:

@@ -1,4 +1,10 @@
-"""The command line as a user runs it: no Prefect API configured, nothing started beforehand."""
+"""The command line as a user runs it: no Prefect API configured, nothing started beforehand.
+
+The demo and the backfill run on the temporary server that starts then; the tests about what a run
+leaves behind (a missing day, re-runs, rollback, vacuum) run against the session's API instead, as
+a user with a configured API does: each temporary server would cost them a server start and a
+fresh database's migrations, and what they check does not depend on it.
+"""
 
 from __future__ import annotations
 
@@ -85,9 +91,18 @@ def test_clear_errors(tmp_path, args, message, code):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_missing_landing_day_is_one_line_on_stderr(tmp_path):
+def test_missing_landing_day_is_one_line_on_stderr(tmp_path, prefect_api):
     result = cli(
-        "run", "--date", "2024-01-15", "--landing", "landing", "--warehouse", "warehouse", cwd=tmp_path, check=False
+        "run",
+        "--date",
+        "2024-01-15",
+        "--landing",
+        "landing",
+        "--warehouse",
+        "warehouse",
+        cwd=tmp_path,
+        check=False,
+        settings={"PREFECT_API_URL": prefect_api},
     )
     assert result.returncode == 4
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -95,8 +110,9 @@ def test_missing_landing_day_is_one_line_on_stderr(tmp_path):
     assert "error:" not in result.stdout
 
 
-def test_rerun_report_rollback_vacuum(tmp_path):
+def test_rerun_report_rollback_vacuum(tmp_path, prefect_api):
     day = "2024-03-01"
+    api = {"PREFECT_API_URL": prefect_api}
     where = ("--landing", "landing", "--warehouse", "warehouse")
     manifest_path = tmp_path / "warehouse" / "manifests" / f"sale_date={day}.json"
     curated = str(tmp_path / "warehouse" / "curated" / "sales")
@@ -127,10 +143,10 @@ def test_rerun_report_rollback_vacuum(tmp_path):
         return frame.groupby("region")["total"].sum().round(2).to_dict()
 
     generate("1", "3000")
-    cli("run", "--date", day, *where, cwd=tmp_path)
+    cli("run", "--date", day, *where, cwd=tmp_path, settings=api)
     first = json.loads(manifest_path.read_text())
     generate("2", "2400")
-    cli("run", "--date", day, *where, cwd=tmp_path)
+    cli("run", "--date", day, *where, cwd=tmp_path, settings=api)
     second = json.loads(manifest_path.read_text())
     assert second["run_id"] != first["run_id"] and second["rows_in"] == 2_400 and first["rows_in"] == 3_000
     assert second["revenue"] != first["revenue"]
