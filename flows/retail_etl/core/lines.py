@@ -23,15 +23,19 @@ class PhysicalLines:
     def __init__(self, data: bytes) -> None:
         self.data = data
         buffer = np.frombuffer(data, dtype=np.uint8)
-        lf = buffer == _LF
-        cr = buffer == _CR
-        lone_cr = cr.copy()
-        lone_cr[:-1] &= ~lf[1:]
-        breaks = np.flatnonzero(lf | lone_cr)  # last byte of each terminator
-        crlf = np.zeros(len(breaks), dtype=bool)
-        at_lf = breaks[lf[breaks]]
-        crlf[lf[breaks]] = (at_lf > 0) & cr[np.maximum(at_lf - 1, 0)]
-        ends = breaks - crlf
+        if b"\r" in data:
+            lf = buffer == _LF
+            cr = buffer == _CR
+            lone_cr = cr.copy()
+            lone_cr[:-1] &= ~lf[1:]
+            breaks = np.flatnonzero(lf | lone_cr)  # last byte of each terminator
+            crlf = np.zeros(len(breaks), dtype=bool)
+            at_lf = breaks[lf[breaks]]
+            crlf[lf[breaks]] = (at_lf > 0) & cr[np.maximum(at_lf - 1, 0)]
+            ends = breaks - crlf
+        else:  # LF only (the usual): one pass over the bytes
+            breaks = np.flatnonzero(buffer == _LF)
+            ends = breaks
         starts = np.concatenate(([0], breaks[:-1] + 1)) if len(breaks) else breaks
         nexts = breaks + 1
         tail = int(nexts[-1]) if len(breaks) else 0
@@ -43,7 +47,7 @@ class PhysicalLines:
         self.ends = ends.astype(np.int64)
         self.nexts = nexts.astype(np.int64)
         #: Lines holding nothing but spaces and tabs (or nothing at all).
-        self.blank = _blank_lines(~(lf | cr | (buffer == _SPACE) | (buffer == _TAB)), self.starts)
+        self.blank = _blank_lines(buffer, self.starts, self.ends)
         #: Lines with no byte at all between their start and terminator.
         self.empty = self.ends == self.starts
 
@@ -60,9 +64,16 @@ class PhysicalLines:
         return int(np.searchsorted(self.nexts, offset, side="right")) + 1
 
 
-def _blank_lines(content: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Whether each line has no content byte: one OR per line over [start, next start), whose only
-    other bytes are the line's terminator (a running count over every byte costs 8 bytes a byte)."""
-    if not len(starts):
-        return np.zeros(0, dtype=bool)
-    return ~np.logical_or.reduceat(content, starts)
+def _blank_lines(buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each line has nothing but spaces and tabs. Only a line that starts with one can be
+    blank and not empty, so only those are looked at (rows start with their first field)."""
+    blank = ends == starts
+    filled = np.flatnonzero(~blank)
+    first = buffer[starts[filled]]
+    suspects = filled[(first == _SPACE) | (first == _TAB)]
+    if len(suspects):
+        content = ~((buffer == _SPACE) | (buffer == _TAB) | (buffer == _LF) | (buffer == _CR))
+        # Whether any content byte lies in [start, end): a count of content bytes before each offset.
+        before = np.concatenate(([0], np.cumsum(content[: int(ends[suspects].max())], dtype=np.int64)))
+        blank[suspects] = before[ends[suspects]] == before[starts[suspects]]
+    return blank

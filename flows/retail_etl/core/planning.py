@@ -109,8 +109,11 @@ def id_hashes(transaction_ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.nda
     lengths = np.diff(offsets)
     keys = np.resize(_POSITION_KEYS, int(lengths.max(initial=0)))
     with np.errstate(over="ignore"):
-        if count and lengths[0] and (lengths == lengths[0]).all():  # ids of one length (the usual): a matrix product
-            sums = (data.reshape(count, -1).astype(np.uint64) * keys).sum(axis=1, dtype=np.uint64)
+        if count and lengths[0] and (lengths == lengths[0]).all():  # ids of one length (the usual): by column
+            matrix = data.reshape(count, -1)
+            sums = np.zeros(count, dtype=np.uint64)
+            for position, key in enumerate(keys):
+                sums += matrix[:, position].astype(np.uint64) * key
         else:
             starts = offsets[:-1] - first
             terms = data.astype(np.uint64) * keys[np.arange(len(data)) - np.repeat(starts, lengths)]
