@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .compare import compare_figures, timing_summary
+from .compare import compare_figures
 from .contender import MEMORY_ACCOUNTING, progress, run_contender
 from .runner import CONTENDERS
 from .session import bench_session, retail_settings
@@ -95,27 +94,11 @@ def compare_days(reference: dict, run: dict, days: list[str]) -> list[str]:
 
 def summarise_backfill(runs: list[dict], days: list[str], rows: int) -> dict:
     """Per contender timing, days/s, memory and CPU, the pipeline's ratios, the per-day equality check."""
-    from .run import machine_load
+    from .run import contender_figures, machine_load
 
-    contenders = {}
-    for contender in CONTENDERS:
-        done = [r for r in runs if r["contender"] == contender and r["exit_code"] == 0]
-        if not done:
-            continue
-        timing = timing_summary([r["work_s"][0] for r in done], rows)
-        contenders[contender] = {
-            **timing,
-            "days_per_s": len(days) / timing["median_s"] if timing["median_s"] > 0 else 0.0,
-            "peak_rss_bytes": max(r["peak_bytes"] for r in done),
-            "work_cpu_s_median": statistics.median(r["work_cpu_s"][0] + r["shared_cpu_s"] for r in done),
-            "import_s_median": statistics.median(r["import_s"] for r in done),
-            "process_s_median": statistics.median(r["process_s"] for r in done),
-        }
-    ratios = {
-        f"pipeline_vs_{baseline}": contenders["pipeline"]["median_s"] / contenders[baseline]["median_s"]
-        for baseline in ("pandas", "duckdb")
-        if "pipeline" in contenders and baseline in contenders
-    }
+    contenders, ratios = contender_figures(runs, rows)
+    for figures in contenders.values():
+        figures["days_per_s"] = len(days) / figures["median_s"] if figures["median_s"] > 0 else 0.0
     equality: dict[str, Any] = {"ok": False, "days": days, "reference": None, "differences": []}
     reference = next((r for r in runs if r["contender"] == "pipeline" and r["exit_code"] == 0), None)
     if reference is None:

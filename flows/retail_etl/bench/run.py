@@ -88,8 +88,8 @@ def prepare_landing(workdir: Path, config: BenchConfig) -> tuple[Path, dict]:
     return landing, {**info, "reused": False}
 
 
-def summarise(runs: list[dict], empty: list[dict], rows: int) -> dict:
-    """Per contender timing/memory, the pipeline's ratios, the empty-day cost, the equality check."""
+def contender_figures(runs: list[dict], rows: int) -> tuple[dict, dict]:
+    """Per contender timing, memory and CPU of its successful runs, and the pipeline's ratios."""
     contenders = {}
     for contender in CONTENDERS:
         done = [r for r in runs if r["contender"] == contender and r["exit_code"] == 0]
@@ -102,13 +102,17 @@ def summarise(runs: list[dict], empty: list[dict], rows: int) -> dict:
             "import_s_median": statistics.median(r["import_s"] for r in done),
             "process_s_median": statistics.median(r["process_s"] for r in done),
         }
-    ratios = {}
-    if "pipeline" in contenders:
-        for baseline in ("pandas", "duckdb"):
-            if baseline in contenders:
-                ratios[f"pipeline_vs_{baseline}"] = (
-                    contenders["pipeline"]["median_s"] / contenders[baseline]["median_s"]
-                )
+    ratios = {
+        f"pipeline_vs_{baseline}": contenders["pipeline"]["median_s"] / contenders[baseline]["median_s"]
+        for baseline in ("pandas", "duckdb")
+        if "pipeline" in contenders and baseline in contenders
+    }
+    return contenders, ratios
+
+
+def summarise(runs: list[dict], empty: list[dict], rows: int) -> dict:
+    """Per contender timing/memory, the pipeline's ratios, the empty-day cost, the equality check."""
+    contenders, ratios = contender_figures(runs, rows)
     empty_ok = [r for r in empty if r["exit_code"] == 0]
     empty_day = {
         "runs": len(empty_ok),
