@@ -17,9 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from .compare import compare_figures
 from .contender import MEMORY_ACCOUNTING, progress, run_contender
@@ -157,35 +155,15 @@ def run_backfill_bench(config: BenchConfig, workdir: Path, console: Console) -> 
 
 def render_backfill(report: dict, console: Console) -> None:
     """The backfill table, the load lines, and whether every day agreed."""
-    from .run import load_title, render_load
+    from .run import load_title, print_figures, render_load
 
     config, summary, days = report["config"], report["summary"], report["days"]
-    table = Table(
-        title=f"retail-etl bench, backfill: {len(days)} days ({days[0]} .. {days[-1]}) x {config['rows']:,} rows, "
+    title = (
+        f"retail-etl bench, backfill: {len(days)} days ({days[0]} .. {days[-1]}) x {config['rows']:,} rows, "
         f"{config['stores']} stores, {config['repeat']} round(s), {report['machine']['cpus']} CPUs"
-        f"{load_title(config)}",
-        box=box.SIMPLE_HEAD,
+        f"{load_title(config)}"
     )
-    columns = ("", "median s", "min s", "max s", "days/s", "rows/s", "peak GiB", "CPU s", "import s", "pipeline/x")
-    for column in columns:
-        table.add_column(column, justify="left" if not column else "right")
-    for contender, figures in summary["contenders"].items():
-        ratio = summary["ratios"].get(f"pipeline_vs_{contender}")
-        table.add_row(
-            contender,
-            f"{figures['median_s']:.2f}",
-            f"{figures['min_s']:.2f}",
-            f"{figures['max_s']:.2f}",
-            f"{figures['days_per_s']:.3f}",
-            f"{figures['rows_per_s']:,.0f}",
-            f"{figures['peak_rss_bytes'] / 2**30:.2f}",
-            f"{figures['work_cpu_s_median']:.1f}",
-            f"{figures['import_s_median']:.2f}",
-            f"{ratio:.2f}x" if ratio else "",
-        )
-    if not console.is_terminal and console.width < 110:
-        console.width = 110  # a log or a pipe: room for the whole table
-    console.print(table)
+    print_figures(console, title, summary, per_day=True)
     generation = report["generation"]
     console.print(
         f"landing: {len(days)} days, {generation['rows']:,} rows in {generation['files']} CSV files "

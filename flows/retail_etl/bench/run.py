@@ -190,14 +190,11 @@ def machine_load(runs: list[dict]) -> dict[str, float | None]:
     }
 
 
-def render(report: dict, console: Console) -> None:
-    config, summary = report["config"], report["summary"]
-    table = Table(
-        title=f"retail-etl bench: {config['rows']:,} rows, {config['stores']} stores, "
-        f"{config['repeat']} round(s), {report['machine']['cpus']} CPUs{load_title(config)}",
-        box=box.SIMPLE_HEAD,
-    )
-    for column in ("", "median s", "min s", "max s", "rows/s", "peak GiB", "CPU s", "import s", "pipeline/x"):
+def print_figures(console: Console, title: str, summary: dict, per_day: bool = False) -> None:
+    """The contenders' table: timing, throughput (and days/s for a backfill), memory, CPU, ratios."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    rates = ("days/s", "rows/s") if per_day else ("rows/s",)
+    for column in ("", "median s", "min s", "max s", *rates, "peak GiB", "CPU s", "import s", "pipeline/x"):
         table.add_column(column, justify="left" if not column else "right")
     for contender, figures in summary["contenders"].items():
         ratio = summary["ratios"].get(f"pipeline_vs_{contender}")
@@ -206,15 +203,26 @@ def render(report: dict, console: Console) -> None:
             f"{figures['median_s']:.2f}",
             f"{figures['min_s']:.2f}",
             f"{figures['max_s']:.2f}",
+            *([f"{figures['days_per_s']:.3f}"] if per_day else []),
             f"{figures['rows_per_s']:,.0f}",
             f"{figures['peak_rss_bytes'] / 2**30:.2f}",
             f"{figures['work_cpu_s_median']:.1f}",
             f"{figures['import_s_median']:.2f}",
             f"{ratio:.2f}x" if ratio else "",
         )
-    if not console.is_terminal and console.width < 100:
-        console.width = 100  # a log or a pipe: room for the whole table
+    width = 110 if per_day else 100
+    if not console.is_terminal and console.width < width:
+        console.width = width  # a log or a pipe: room for the whole table
     console.print(table)
+
+
+def render(report: dict, console: Console) -> None:
+    config, summary = report["config"], report["summary"]
+    title = (
+        f"retail-etl bench: {config['rows']:,} rows, {config['stores']} stores, "
+        f"{config['repeat']} round(s), {report['machine']['cpus']} CPUs{load_title(config)}"
+    )
+    print_figures(console, title, summary)
     empty = summary["empty_day"]
     if empty["cold_median_s"] is not None:
         warm = (
