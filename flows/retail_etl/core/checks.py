@@ -1,7 +1,8 @@
 """Row-level validation: split a day's raw rows into clean typed rows and quarantine rows.
 
-The checks are a pandera schema whose check names are the quarantine reasons; a
-row failing several checks gets the first reason in `ROW_REASONS` order.
+The field checks are one pandera schema (Polars backend: columnar, a fraction of the
+pandas backend's CPU) whose check names are the quarantine reasons; a row failing
+several checks gets the first reason in `ROW_REASONS` order.
 Duplicates are judged last, among rows that passed everything else, so the
 first valid occurrence of a transaction_id is the one published.
 
