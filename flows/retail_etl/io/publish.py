@@ -83,9 +83,8 @@ def write_manifest(root: Location, manifest: Manifest) -> Manifest:
     return manifest.model_copy(update={"manifest_url": root.url_of(path)})
 
 
-def candidate_table(rows: pd.DataFrame | pa.Table) -> pa.Table:
+def candidate_table(table: pa.Table) -> pa.Table:
     """Candidate rows (`split_field_checks`) as `CANDIDATE_SCHEMA` (extra columns dropped)."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
     return table.select(CANDIDATE_SCHEMA.names).replace_schema_metadata(None).cast(CANDIDATE_SCHEMA)
 
 

@@ -2,8 +2,8 @@
 
 Tasks take URLs and small values and return small summaries, never a day's data
 through Dask: each reads what it needs from storage where it runs (a Dask worker)
-and stages what it produces under the run's staging prefix. Only the cached
-extraction of a batch returns a DataFrame, and it runs nested inside the task that uses it.
+and stages what it produces under the run's staging prefix. A batch's extraction is
+cached (`ExtractionCache`) from inside the validate-files task that uses it.
 `options` are fsspec's S3 options (endpoint, region: no credentials).
 """
 
