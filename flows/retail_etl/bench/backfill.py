@@ -155,7 +155,7 @@ def run_backfill_bench(config: BenchConfig, workdir: Path, console: Console) -> 
 
 def render_backfill(report: dict, console: Console) -> None:
     """The backfill table, the load lines, and whether every day agreed."""
-    from .run import load_title, print_figures, render_load
+    from .run import load_title, print_differences, print_figures, render_load
 
     config, summary, days = report["config"], report["summary"], report["days"]
     title = (
@@ -184,7 +184,4 @@ def render_backfill(report: dict, console: Console) -> None:
             "with the same quarantine reasons per day; per-region revenue equal to the cent"
         )
     else:
-        console.print("[bold red]outputs differ: the contenders did not do the same work[/]")
-        for entry in equality["differences"]:
-            for difference in entry["differences"]:
-                console.print(f"  {entry['run']}: {difference} (pipeline vs this)")
+        print_differences(console, equality)

@@ -249,10 +249,15 @@ def render(report: dict, console: Console) -> None:
             "per-region revenue equal to the cent"
         )
     else:
-        console.print("[bold red]outputs differ: the contenders did not do the same work[/]")
-        for entry in equality["differences"]:
-            for difference in entry["differences"]:
-                console.print(f"  {entry['run']}: {difference} (pipeline vs this)")
+        print_differences(console, equality)
+
+
+def print_differences(console: Console, equality: dict) -> None:
+    """Each run's differences from the reference pipeline run (the contenders did not do the same work)."""
+    console.print("[bold red]outputs differ: the contenders did not do the same work[/]")
+    for entry in equality["differences"]:
+        for difference in entry["differences"]:
+            console.print(f"  {entry['run']}: {difference} (pipeline vs this)")
 
 
 def run_bench(config: BenchConfig, json_path: str | Path | None = None, console: Console | None = None) -> int:
