@@ -1,11 +1,9 @@
-"""docker/Dockerfile, checked without a Docker engine: its shape, and its install step for real."""
+"""docker/Dockerfile, checked without a Docker engine: its shape and what it installs from. The
+image itself is built by .ci/image and run by tests/containers."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +28,8 @@ def stages() -> list[list[tuple[str, str]]]:
 
 def test_base_image_is_pinned_and_build_is_multi_stage():
     base = re.search(r"ARG PYTHON_IMAGE=(\S+)", DOCKERFILE).group(1)
-    assert re.fullmatch(r"python:3\.12\.\d+-slim-\w+", base), base
+    # the interpreter CI tests on (3.11), so the image runs the lock's exact pins
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
     assert len(stages()) == 2
 
 
@@ -72,55 +71,18 @@ def test_everything_copied_exists_and_dockerignore_keeps_the_context_small():
     assert {".git", "tests", "charts", ".venv"} <= set(ignored)
 
 
-def test_constraints_pin_every_dependency_exactly():
-    text = (REPO / "docker" / "constraints.txt").read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[^=\s]+", line) for line in lines), lines[:3]
-    names = {line.split("==")[0].lower() for line in lines}
+def test_the_image_installs_the_locked_set_with_hashes():
+    """Every package of '.[kubernetes]' comes from requirements/image.txt (exported from uv.lock),
+    hash-checked, with no resolution of its own; the package itself adds no dependency."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE)
+    installs = re.findall(r"/opt/venv/bin/pip install ([^\n&]+)", text)
+    assert [i.split() for i in installs] == [
+        ["--no-deps", "--no-compile", "--require-hashes", "-r", "requirements/image.txt"],
+        ["--no-deps", "--no-compile", "."],
+    ]
+    locked = (REPO / "requirements" / "image.txt").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\\n\s+--hash=sha256:", locked, re.M)
+    names = {name.lower() for name, _ in pins}
     assert {"prefect", "prefect-dask", "prefect-kubernetes", "prefect-redis", "redis"} <= names
-    assert {"dask", "distributed", "pandas", "pyarrow"} <= names
-
-
-def test_install_step_and_entrypoint_commands_work_in_a_clean_venv(tmp_path):
-    """The Dockerfile's install arguments (every package pinned by docker/constraints.txt) in a new
-    venv, then the commands the chart runs. uv installs them (the same pinned set as the image's pip,
-    in a fraction of the time: CI budget); the image build itself runs pip."""
-    install = re.search(r"/opt/venv/bin/pip install ([^\n]+)", re.sub(r"\\\n", " ", DOCKERFILE)).group(1)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    uv = Path(sys.executable).with_name("uv")
-    done = subprocess.run(
-        f"{uv} pip install --quiet --python {venv}/bin/python {install}",
-        shell=True,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    bin_dir = venv / "bin"
-    run_env = {**env, "PATH": f"{bin_dir}:{env['PATH']}", "PREFECT_HOME": str(tmp_path / "prefect")}
-    for command in (
-        ["retail-etl", "--help"],
-        ["retail-etl", "register", "--help"],
-        ["prefect", "version"],
-        ["dask", "--version"],
-        ["prefect", "worker", "start", "--help"],
-        ["python", "-c", "import prefect_kubernetes, bokeh, retail_etl.orchestration.flows"],
-        # the Redis backends a server with several replicas is configured with (the chart's HA mode)
-        [
-            "python",
-            "-c",
-            "import prefect_redis.messaging, prefect_redis.ordering, prefect_redis.lease_storage,"
-            " prefect_redis.cleanup_queue",
-        ],
-        ["prefect", "server", "services", "start", "--help"],
-    ):
-        result = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-    assert (
-        "Version:"
-        in subprocess.run(["prefect", "version"], env=run_env, capture_output=True, text=True, cwd=tmp_path).stdout
-    )
+    assert {"dask", "distributed", "pandas", "pyarrow", "deltalake"} <= names
+    assert not names & {"pytest", "moto", "ruff", "mypy", "duckdb"}, "test and bench tools stay out of the image"

@@ -132,7 +132,9 @@ def _setup(endpoint: str, landing: str, warehouse: str) -> tuple[DataFile, dict[
     iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
     users = {
         "etl": _user(iam, "etl", ["s3:*"], warehouse),  # the warehouse, but not the landing bucket
-        "reader": _user(iam, "reader", ["s3:GetObject", "s3:ListBucket"], warehouse),
+        # the shape of AWS's managed AmazonS3ReadOnlyAccess: whatever name a server gives the
+        # permission a read needs (AWS: s3:ListBucket for ListObjectsV2; moto 5.2.6: s3:ListObjectsV2)
+        "reader": _user(iam, "reader", ["s3:Get*", "s3:List*"], warehouse),
     }
     return pending, users
 
