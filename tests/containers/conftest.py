@@ -1,0 +1,69 @@
+"""Fixtures of the container tests: the images `.ci/image` builds, run on a real Docker engine.
+
+Without those images (a laptop with no Docker engine, or `.ci/image` not run yet) the tests are
+skipped with that reason; `.ci/run` builds them first and sets RETAIL_ETL_REQUIRE_IMAGES=1, so
+there a missing image fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# the test modules import pods (this folder) and chartkit (the chart tests' helpers)
+sys.path[:0] = [str(HERE), str(HERE.parent / "chart")]
+
+from chartkit import REPO  # noqa: E402
+from pods import docker, image_exists  # noqa: E402
+
+
+def moto_image() -> str:
+    """The S3 server image .ci/image builds: tagged with the lock's moto version."""
+    locked = re.search(r"^moto==([^\s;]+)", (REPO / "requirements" / "dev.txt").read_text(), re.M)
+    assert locked, "requirements/dev.txt pins no moto"
+    return f"retail-etl-test-s3:moto-{locked.group(1)}"
+
+
+def require_images(*names: str) -> None:
+    engine = docker("info", check=False) if shutil.which("docker") else None
+    missing = [name for name in names if engine is None or engine.returncode != 0 or not image_exists(name)]
+    if not missing:
+        return
+    reason = (
+        f"images {', '.join(missing)} not built (no Docker engine answers, or .ci/image was not run): "
+        "run .ci/image first"
+    )
+    if os.environ.get("RETAIL_ETL_REQUIRE_IMAGES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item: the smoke test prints the containers' logs when
+    its call failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def product_image() -> str:
+    """The product's image under the name the chart renders by default (retail-etl:<appVersion>)."""
+    app_version = re.search(r'^appVersion:\s*"?([^"\s]+)', (REPO / "charts/retail-etl/Chart.yaml").read_text(), re.M)
+    name = f"retail-etl:{app_version.group(1)}"
+    require_images(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def s3_image() -> str:
+    name = moto_image()
+    require_images(name)
+    return name
