@@ -216,6 +216,10 @@ class Pod:
             args += ["--cpus", str(cpu_cores(limits["cpu"]))]
         return args
 
+    def container_name(self, container: dict) -> str:
+        """Unique per smoke run, so two runs on one engine never collide."""
+        return f"{self.name}-{container['name']}-{self.run_id}"
+
     def volume_name(self, claim: str) -> str:
         return f"{RUN_LABEL}-{self.run_id}-{claim}"
 
@@ -262,7 +266,7 @@ class Pod:
         env = self.env(container)
         command = [expand(part, env) for part in container.get("command") or []]
         args = [expand(part, env) for part in container.get("args") or []]
-        run = ["run", "--name", f"{self.name}-{container['name']}", "--hostname", self.name]
+        run = ["run", "--name", self.container_name(container), "--hostname", self.name]
         run += ["--label", f"{RUN_LABEL}={self.run_id}", "--network", self.network]
         run += [f"--network-alias={alias}" for alias in self.aliases]
         run += [f"--publish=127.0.0.1::{port}" for port in publish]
@@ -298,7 +302,7 @@ class Pod:
         names = []
         for container in self.spec["containers"]:
             docker(*self.run_args(container, detach=True, publish=publish))
-            names.append(f"{self.name}-{container['name']}")
+            names.append(self.container_name(container))
         return names
 
     def run_to_completion(self, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -43,6 +43,7 @@ class Platform:
     render: Render
     sandbox: Sandbox
     api_url: str
+    server_container: str
     scheduler: str
     s3_endpoint: str
     image: str
@@ -81,30 +82,32 @@ def platform(product_image, s3_image, tmp_path_factory) -> Iterator[Platform]:
     try:
         # the S3 store under the MinIO Service's names, in place of the MinIO StatefulSet
         minio = sandbox.pod("retail-etl-minio-0", {"containers": []}, render, services=["retail-etl-minio"])
-        docker("run", "--detach", "--name", "retail-etl-minio-0-s3", "--label", f"retail-etl-smoke={sandbox.run_id}",
+        s3_container = minio.container_name({"name": "s3"})
+        docker("run", "--detach", "--name", s3_container, "--label", f"retail-etl-smoke={sandbox.run_id}",
                "--network", sandbox.network, *[f"--network-alias={a}" for a in minio.aliases],
                "--publish=127.0.0.1::9000", s3_image)  # fmt: skip
         server = sandbox.pod(
             "retail-etl-server-0", render.pod_spec("Deployment", "retail-etl-server"), render, ["retail-etl-server"]
         )
         server.prepare_volumes(product_image)
-        server.start(publish=[4200])
+        (server_container,) = server.start(publish=[4200])
         scheduler = sandbox.pod(
             "retail-etl-dask-scheduler-0",
             render.pod_spec("Deployment", "retail-etl-dask-scheduler"),
             render,
             ["retail-etl-dask-scheduler"],
         )
-        scheduler.start(publish=[8786])
+        (scheduler_container,) = scheduler.start(publish=[8786])
         workers = render.named("Deployment", "retail-etl-dask-worker")
         for number in range(workers["spec"]["replicas"]):
             sandbox.pod(f"retail-etl-dask-worker-{number}", workers["spec"]["template"]["spec"], render).start()
         yield Platform(
             render=render,
             sandbox=sandbox,
-            api_url=f"http://127.0.0.1:{published_port('retail-etl-server-0-prefect-server', 4200)}/api",
-            scheduler=f"tcp://127.0.0.1:{published_port('retail-etl-dask-scheduler-0-dask-scheduler', 8786)}",
-            s3_endpoint=f"http://127.0.0.1:{published_port('retail-etl-minio-0-s3', 9000)}",
+            api_url=f"http://127.0.0.1:{published_port(server_container, 4200)}/api",
+            server_container=server_container,
+            scheduler=f"tcp://127.0.0.1:{published_port(scheduler_container, 8786)}",
+            s3_endpoint=f"http://127.0.0.1:{published_port(s3_container, 9000)}",
             image=product_image,
             workdir=workdir,
             jobs={},
@@ -135,9 +138,7 @@ def s3_client(platform: Platform):
 
 def test_the_server_answers_its_health_check(platform):
     wait_until("the Prefect server's /api/health", lambda: httpx.get(f"{platform.api_url}/health").json(), 180)
-    server = docker(
-        "inspect", "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}", "retail-etl-server-0-prefect-server"
-    )
+    server = docker("inspect", "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}", platform.server_container)
     assert server.stdout.split() == ["10001:10001", "true"]
 
 
