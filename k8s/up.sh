@@ -20,6 +20,12 @@
 #   HELM_TIMEOUT        per-release wait (default 10m)
 #   MINIKUBE_START_ARGS extra `minikube start` flags (default "--cni=calico --cpus=4 --memory=8g";
 #                       calico makes minikube enforce NetworkPolicies)
+# On a machine with no container registry (k8s/cluster-cache.sh builds the first two):
+#   KIND_NODE_IMAGE     the kind node image to create the cluster from (e.g. retail-etl-kind-node:v1.34.4)
+#   PYTHON_IMAGE        the Python base the image is built on (e.g. retail-etl-standin-python:bookworm)
+#   S3_ENDPOINT_URL     use this S3 store instead of installing MinIO (its image is in a registry);
+#                       the keys come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the buckets
+#                       landing and warehouse-<env> must exist
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,7 +82,8 @@ if [ "$PROVIDER" = kind ]; then
     log "kind cluster $CLUSTER exists"
   else
     log "creating kind cluster $CLUSTER"
-    kind create cluster --name "$CLUSTER" --config "$ROOT/k8s/kind.yaml" --wait 180s
+    kind create cluster --name "$CLUSTER" --config "$ROOT/k8s/kind.yaml" --wait 180s \
+      ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
   fi
 else
   CONTEXT="$CLUSTER"
@@ -99,6 +106,7 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
 else
   log "building $IMAGE (build ${BUILD_ID:-unstamped})"
   docker build -f "$ROOT/docker/Dockerfile" -t "$IMAGE" \
+    ${PYTHON_IMAGE:+--build-arg PYTHON_IMAGE="$PYTHON_IMAGE"} \
     --build-arg RETAIL_ETL_BUILD="$BUILD_ID" \
     --build-arg RETAIL_ETL_VERSION="$IMAGE_TAG" \
     --build-arg RETAIL_ETL_CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -121,19 +129,32 @@ for env in $ENVIRONMENTS; do ensure_namespace "$RELEASE-$env"; done
 CLUSTER_UID="$(k get namespace kube-system -o jsonpath='{.metadata.uid}')"
 
 # -- 4. platform release -----------------------------------------------------------------------
-log "installing the platform release (Prefect server + MinIO) in namespace $PLATFORM_NS"
+S3_ENDPOINT_URL="${S3_ENDPOINT_URL:-}"
+platform_s3=()
+env_s3=()
+if [ -n "$S3_ENDPOINT_URL" ]; then
+  [ -n "${AWS_ACCESS_KEY_ID:-}" ] && [ -n "${AWS_SECRET_ACCESS_KEY:-}" ] \
+    || die "S3_ENDPOINT_URL needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the keys of that store)"
+  platform_s3=(--set minio.enabled=false)
+  env_s3=(--set-string s3.endpointUrl="$S3_ENDPOINT_URL")
+fi
+log "installing the platform release (Prefect server${S3_ENDPOINT_URL:-" + MinIO"}) in namespace $PLATFORM_NS"
 h upgrade --install "$RELEASE" "$CHART" --namespace "$PLATFORM_NS" \
-  -f "$ROOT/k8s/values-platform.yaml" --set-string image.tag="$IMAGE_TAG" \
+  -f "$ROOT/k8s/values-platform.yaml" --set-string image.tag="$IMAGE_TAG" "${platform_s3[@]}" \
   --wait --timeout "$HELM_TIMEOUT"
 
 # -- 5. S3 credentials for the environments ----------------------------------------------------
-minio_key() {
-  k -n "$PLATFORM_NS" get secret "$RELEASE-minio" -o "jsonpath={.data.$1}" | base64 --decode
+s3_key() {  # the platform MinIO's keys, or those of the external store
+  if [ -n "$S3_ENDPOINT_URL" ]; then
+    printf '%s' "${!1}"
+  else
+    k -n "$PLATFORM_NS" get secret "$RELEASE-minio" -o "jsonpath={.data.$1}" | base64 --decode
+  fi
 }
 for env in $ENVIRONMENTS; do
-  log "copying the MinIO credentials into $RELEASE-$env as Secret $RELEASE-s3"
+  log "copying the S3 credentials into $RELEASE-$env as Secret $RELEASE-s3"
   # printf is a shell builtin: the keys never appear on a command line.
-  printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$(minio_key AWS_ACCESS_KEY_ID)" "$(minio_key AWS_SECRET_ACCESS_KEY)" \
+  printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$(s3_key AWS_ACCESS_KEY_ID)" "$(s3_key AWS_SECRET_ACCESS_KEY)" \
     | k -n "$RELEASE-$env" create secret generic "$RELEASE-s3" --from-env-file=/dev/stdin --dry-run=client -o yaml \
     | k apply -f - >/dev/null
 done
@@ -142,7 +163,7 @@ done
 for env in $ENVIRONMENTS; do
   log "installing the $env release (worker + Dask + registration) in namespace $RELEASE-$env"
   h upgrade --install "$RELEASE" "$CHART" --namespace "$RELEASE-$env" \
-    -f "$ROOT/k8s/values-$env.yaml" --set-string image.tag="$IMAGE_TAG" \
+    -f "$ROOT/k8s/values-$env.yaml" --set-string image.tag="$IMAGE_TAG" "${env_s3[@]}" \
     --set-string worker.clusterUid="$CLUSTER_UID" \
     --wait --timeout "$HELM_TIMEOUT"
 done

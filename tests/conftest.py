@@ -139,3 +139,12 @@ def run_day(dask_address):
 @pytest.fixture
 def tmp_dirs(tmp_path: Path):
     return tmp_path / "landing", tmp_path / "warehouse"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (`rep_call`): the container and cluster tests
+    print their containers' and pods' logs when a test's call failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from chartkit import CHART, K8S, REPO, shellcheck_binary
 
-SCRIPTS = [K8S / "up.sh", K8S / "down.sh"]
+SCRIPTS = [K8S / "up.sh", K8S / "down.sh", K8S / "cluster-cache.sh", REPO / ".ci" / "image", REPO / ".ci" / "lock"]
 CLUSTER_UID = "0f0e0d0c-1111-2222-3333-444455556666"
 
 STUB = textwrap.dedent("""\
@@ -139,6 +139,30 @@ def test_up_stamps_the_build_id_into_the_image(stubs):
     if sha.returncode == 0:
         default = stubs("up.sh")
         assert f"--build-arg RETAIL_ETL_BUILD={sha.stdout.strip()}" in default[index_of(default, "docker build -f")]
+
+
+def test_up_without_a_registry_uses_the_local_node_image_base_and_an_external_s3(stubs):
+    calls = stubs(
+        "up.sh",
+        KIND_NODE_IMAGE="retail-etl-kind-node:v1.34.4",
+        PYTHON_IMAGE="retail-etl-standin-python:bookworm",
+        S3_ENDPOINT_URL="http://s3.store.svc.cluster.local:9000",
+        AWS_ACCESS_KEY_ID="key-id",
+        AWS_SECRET_ACCESS_KEY="secret",
+    )
+    assert "--image retail-etl-kind-node:v1.34.4" in calls[index_of(calls, "kind create cluster")]
+    build = calls[index_of(calls, "docker build -f")]
+    assert "--build-arg PYTHON_IMAGE=retail-etl-standin-python:bookworm " in build
+    platform, dev = helm_installs(calls)
+    assert "minio.enabled=false" in platform and "s3.endpointUrl" not in platform
+    assert "s3.endpointUrl=http://s3.store.svc.cluster.local:9000" in dev
+    # the environment's S3 Secret holds the given keys; no MinIO Secret is read
+    assert not any("jsonpath={.data." in c for c in calls)
+
+
+def test_up_with_an_external_s3_needs_its_keys(stubs, tmp_path):
+    with pytest.raises(AssertionError, match="S3_ENDPOINT_URL needs AWS_ACCESS_KEY_ID"):
+        stubs("up.sh", S3_ENDPOINT_URL="http://s3.store:9000", AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
 
 
 def test_up_installs_every_requested_environment(stubs):

@@ -20,14 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "chart")]
 
 from chartkit import REPO  # noqa: E402
-from pods import docker, image_exists  # noqa: E402
-
-
-def moto_image() -> str:
-    """The S3 server image .ci/image builds: tagged with the lock's moto version."""
-    locked = re.search(r"^moto==([^\s;]+)", (REPO / "requirements" / "dev.txt").read_text(), re.M)
-    assert locked, "requirements/dev.txt pins no moto"
-    return f"retail-etl-test-s3:moto-{locked.group(1)}"
+from pods import docker, image_exists, moto_image  # noqa: E402
 
 
 def require_images(*names: str) -> None:
@@ -42,15 +35,6 @@ def require_images(*names: str) -> None:
     if os.environ.get("RETAIL_ETL_REQUIRE_IMAGES") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """Keep each phase's report on the test item: the smoke test prints the containers' logs when
-    its call failed."""
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
 
 
 @pytest.fixture(scope="session")

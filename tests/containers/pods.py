@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from chartkit import render_chart_text
+from chartkit import REPO, render_chart_text
 
 #: The label every container, volume and network of one smoke run carries (for clean-up).
 RUN_LABEL = "retail-etl-smoke"
@@ -34,6 +34,13 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args[:3])} ... failed ({result.returncode}): {result.stderr[-2000:]}")
     return result
+
+
+def moto_image() -> str:
+    """The S3 server image .ci/image builds: tagged with the lock's moto version."""
+    locked = re.search(r"^moto==([^\s;]+)", (REPO / "requirements" / "dev.txt").read_text(), re.M)
+    assert locked, "requirements/dev.txt pins no moto"
+    return f"retail-etl-test-s3:moto-{locked.group(1)}"
 
 
 def image_exists(name: str) -> bool:

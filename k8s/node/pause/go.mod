@@ -1,0 +1,3 @@
+module retailetl.local/pause
+
+go 1.22

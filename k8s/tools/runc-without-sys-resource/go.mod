@@ -1,0 +1,3 @@
+module retailetl.local/runc-without-sys-resource
+
+go 1.22
