@@ -162,7 +162,10 @@ node_image() {
   for program in kubeadm kubelet kubectl crictl; do cp "$BIN/$program" "$context/bin/"; done
   cp -r "$ROOT/k8s/node/files" "$context/files"
   printf 'v%s' "$KUBERNETES_VERSION" >"$context/files/kind/version"
-  sed -i "s|sandbox_image = .*|sandbox_image = \"$PAUSE_IMAGE\"|" "$context/kind-base/etc/containerd/config.toml"
+  # the sandbox image we built; and no oom_score_adj below containerd's own: lowering it needs
+  # CAP_SYS_RESOURCE, which the node does not have here (runc fails "can't get final child's PID")
+  sed -i -e "s|sandbox_image = .*|sandbox_image = \"$PAUSE_IMAGE\"|" \
+    -e "s|restrict_oom_score_adj = false|restrict_oom_score_adj = true|" "$context/kind-base/etc/containerd/config.toml"
   docker build --quiet -t "$NODE_IMAGE-bare" --build-arg MINBASE="$MINBASE" -f "$ROOT/k8s/node/Dockerfile" "$context" >/dev/null
   rm -rf "$context"
 
@@ -176,10 +179,17 @@ node_image() {
   )
   local builder
   builder=$(docker run -d --privileged --entrypoint sleep "$NODE_IMAGE-bare" infinity)
-  docker exec "$builder" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 & for i in $(seq 50); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; cat /tmp/containerd.log; exit 1'
-  docker save "${preload[@]}" | docker exec -i "$builder" \
+  # containerd in the background of the one shell that imports, waits for it and reaps it
+  # (content only, --no-unpack: no snapshotter needed inside the build container)
+  docker save "${preload[@]}" | docker exec -i "$builder" bash -c '
+    set -e
+    containerd >/tmp/containerd.log 2>&1 &
+    daemon=$!
+    for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
     ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests -
-  docker exec "$builder" bash -c 'pkill containerd; while pgrep containerd >/dev/null; do sleep 0.2; done; rm -f /tmp/containerd.log'
+    kill "$daemon"
+    wait "$daemon" || true
+    rm -f /tmp/containerd.log'
   docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$builder" "$NODE_IMAGE" >/dev/null
   docker rm -f "$builder" >/dev/null
   docker rmi "$NODE_IMAGE-bare" >/dev/null
