@@ -4,6 +4,7 @@ port-forwards against the kind cluster k8s/up.sh creates, and what to print when
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("RETAIL_ETL_CLUSTER_CACHE", "/var/cache/retail-etl-cluster"))
 CLUSTER = "retail-etl-ci"
 CONTEXT = f"kind-{CLUSTER}"
+# where the releases, the test's S3 store and the system pods live (what diagnostics covers)
+NAMESPACES = ["retail-etl", "retail-etl-dev", "retail-etl-staging", "retail-etl-s3", "kube-system"]
 
 
 def cache_script_value(name: str) -> str:
@@ -71,6 +74,31 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def pods(namespace: str, selector: str) -> list[dict]:
+    """The pods in `namespace` that match the label `selector`, as Kubernetes objects."""
+    return json.loads(kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json"))["items"]
+
+
+def ready(pod: dict) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    deleting = pod["metadata"].get("deletionTimestamp") is not None
+    return not deleting and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def replaced(namespace: str, selector: str, timeout: float = 300) -> list[dict]:
+    """Delete the pods matching `selector`; the ready pods that replaced them."""
+    before = {pod["metadata"]["name"] for pod in pods(namespace, selector)}
+    assert before, f"no pod matches {selector} in {namespace}"
+    kubectl("-n", namespace, "delete", "pod", "-l", selector, "--wait=true", timeout=timeout)
+
+    def new_ready() -> list[dict]:
+        current = pods(namespace, selector)
+        fresh = [pod for pod in current if pod["metadata"]["name"] not in before]
+        return fresh if fresh and all(ready(pod) for pod in current) else []
+
+    return wait_until(f"pods {selector} in {namespace} replaced", new_ready, timeout=timeout)
 
 
 def wait_until(what: str, check, timeout: float, interval: float = 2.0):
