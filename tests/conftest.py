@@ -148,3 +148,19 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With `--dist loadfile` (addopts), every tests/cluster module goes to one worker: they share
+    the one kind cluster the session fixture brings up, which two workers would both create."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class OneWorkerForTheCluster(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/cluster/"):
+                return "tests/cluster"
+            return super()._split_scope(nodeid)
+
+    return OneWorkerForTheCluster(config, log)

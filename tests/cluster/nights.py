@@ -56,11 +56,12 @@ def make_buckets(buckets: list[str]) -> None:
             client.create_bucket(Bucket=bucket)
 
 
-def land(workdir: Path, seed: int) -> Path:
-    """Generate the day with `seed` and make it the day's whole landing in s3://landing."""
-    landing = workdir / f"landing-{seed}"
+def land(workdir: Path, seed: int, rows: int = 30_000) -> Path:
+    """Generate the day with `seed` and make it the day's whole landing in s3://landing (a larger
+    day takes the pipeline long enough for a fault to hit it mid-run)."""
+    landing = workdir / f"landing-{seed}-{rows}"
     if not landing.exists():
-        generate_day(landing, DAY, rows=30_000, stores=8, bad_fraction=0.02, seed=seed, bad_files=2)
+        generate_day(landing, DAY, rows=rows, stores=8, bad_fraction=0.02, seed=seed, bad_files=2)
     prefix = f"sales/sale_date={DAY}/"
     with s3_endpoint() as endpoint:
         client = s3_client(endpoint)

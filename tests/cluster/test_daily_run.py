@@ -4,7 +4,7 @@ the day lands in the cluster's S3 store with the figures of the generated landin
 
 from __future__ import annotations
 
-from clusterkit import kubectl, pods, port_forward
+from clusterkit import kubectl, pods, port_forward, wait_until
 from distributed import Client
 from nights import published_figures
 
@@ -19,10 +19,13 @@ def dask_transitions(namespace: str) -> int:
 def test_the_run_completes_as_a_job_in_the_environments_namespace(first_run):
     run = first_run["run"]
     assert run["state"] == "COMPLETED", run
-    flow_pods = pods("retail-etl-dev", f"prefect.io/flow-run-id={run['id']},retail-etl/role=flow-run")
+    selector = f"prefect.io/flow-run-id={run['id']},retail-etl/role=flow-run"
+    flow_pods = pods("retail-etl-dev", selector)
     assert flow_pods, kubectl("-n", "retail-etl-dev", "get", "jobs,pods", "--show-labels")
     assert flow_pods[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
-    assert flow_pods[0]["status"]["phase"] == "Succeeded"
+    # the pod exits once the run has reported its final state
+    wait_until("the flow-run pod succeeded", lambda: pods("retail-etl-dev", selector)[0]["status"]["phase"] == "Succeeded",
+               timeout=120)  # fmt: skip
 
 
 def test_the_tasks_ran_on_the_dask_worker_pods(first_run):

@@ -9,6 +9,7 @@ from clusterkit import kubectl, pods, replaced
 from nights import deployment, expected_figures, flow_run, land, prefect_api, published_figures, start_run, wait_for_run
 
 WAREHOUSE = "s3://warehouse-dev"
+LARGER = 300_000  # rows: a run long enough (tens of seconds) for a fault to hit it mid-run
 
 
 @pytest.fixture(scope="module")
@@ -43,33 +44,33 @@ def test_a_new_worker_pod_picks_up_runs(landings):
     assert run["state"] == "COMPLETED", run
     assert published_figures(WAREHOUSE) == landings["new"]
     logs = kubectl("-n", "retail-etl-dev", "logs", worker["metadata"]["name"])
-    assert run["name"] in logs, logs[-3000:]
+    assert run["id"] in logs, logs[-3000:]
 
 
 def test_a_flow_run_pod_deleted_mid_run_leaves_the_day_whole(cluster, landings):
-    # the new landing is published (previous test); the first one lands again, so a half-replaced
-    # day would show as figures that are neither
-    land(cluster["workdir"], seed=23)
+    # the new landing is published (previous test); a larger one lands now, so a half-replaced day
+    # would show as figures that are neither
+    larger = expected_figures(land(cluster["workdir"], seed=31, rows=LARGER))
     with prefect_api() as api:
         run_id = start_run(api, "dev")
         wait_for_run(api, run_id, timeout=600, until=started_tasks)
         kubectl("-n", "retail-etl-dev", "delete", "pod", "-l", f"prefect.io/flow-run-id={run_id}", "--wait=false")
         crashed = wait_for_run(api, run_id, timeout=600)
     assert crashed["state"] != "COMPLETED", crashed
-    assert published_figures(WAREHOUSE) in (landings["new"], landings["old"])
+    assert published_figures(WAREHOUSE) in (landings["new"], larger)
     with prefect_api() as api:
         rerun = wait_for_run(api, start_run(api, "dev"), timeout=900)
     assert rerun["state"] == "COMPLETED", rerun
-    assert published_figures(WAREHOUSE) == landings["old"]
+    assert published_figures(WAREHOUSE) == larger
 
 
 def test_a_dask_worker_pod_deleted_mid_run_does_not_lose_the_day(cluster, landings):
-    land(cluster["workdir"], seed=29)
+    expected = expected_figures(land(cluster["workdir"], seed=37, rows=LARGER))
     with prefect_api() as api:
         run_id = start_run(api, "dev")
         wait_for_run(api, run_id, timeout=600, until=started_tasks)
         kubectl("-n", "retail-etl-dev", "delete", "pod", "-l", "retail-etl/role=dask-worker", "--wait=false")
         run = wait_for_run(api, run_id, timeout=900)
     assert run["state"] == "COMPLETED", run
-    assert published_figures(WAREHOUSE) == landings["new"]
+    assert published_figures(WAREHOUSE) == expected
     assert all(pod["status"]["phase"] == "Running" for pod in pods("retail-etl-dev", "retail-etl/role=dask-worker"))
