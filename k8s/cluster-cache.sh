@@ -5,7 +5,7 @@
 #   $CACHE/bin/             kind, kubectl (and the node's kubeadm/kubelet), crictl, the runc wrapper
 #   images                  registry.k8s.io/{kube-apiserver,kube-controller-manager,kube-scheduler,
 #                           kube-proxy,etcd,coredns/coredns,pause} under the names kubeadm asks
-#                           for; kube-network-policies, local-path-provisioner and its helper
+#                           for; kube-router (NetworkPolicies), local-path-provisioner and its helper
 #   retail-etl-kind-node:v$KUBERNETES_VERSION   the kind node image, every image above preloaded
 # and makes dockerd run privileged containers on this machine (the runc wrapper, see
 # k8s/tools/runc-without-sys-resource). Cold: about an hour on 2 cores; then seconds.
@@ -21,16 +21,28 @@ KIND_VERSION=v0.33.0
 ETCD_VERSION=v3.6.5
 COREDNS_VERSION=v1.12.1
 CRICTL_VERSION=v1.34.0
-NETWORK_POLICIES_VERSION=v0.8.0
+KUBE_ROUTER_VERSION=v2.1.0
 LOCAL_PATH_VERSION=v0.0.30
 MINBASE=retail-etl-standin-minbase:bookworm
 NODE_IMAGE="retail-etl-kind-node:v$KUBERNETES_VERSION"
 export DOCKER_BUILDKIT=0 CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 BIN="$CACHE/bin"
-mkdir -p "$BIN" "$CACHE/images" "$CACHE/logs"
+mkdir -p "$BIN" "$CACHE/logs"
 log() { printf '==> %s\n' "$*" >&2; }
-has_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# What the cache is made from: this script (the versions) and k8s/node, k8s/tools. Every image
+# carries it as a label and $CACHE/inputs records it for the programs, so a change rebuilds
+# what it touches instead of leaving a stale node image behind.
+INPUTS=$( { cat "$ROOT/k8s/cluster-cache.sh"; find "$ROOT/k8s/node" "$ROOT/k8s/tools" -type f -print0 \
+  | LC_ALL=C sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
+LABEL=retail-etl.cluster-cache
+has_image() {
+  [ "$(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null)" = "$INPUTS" ]
+}
+if [ "$(cat "$CACHE/inputs" 2>/dev/null)" != "$INPUTS" ]; then
+  log "the cache's inputs changed (k8s/cluster-cache.sh, k8s/node, k8s/tools): rebuilding its programs"
+  find "$BIN" -mindepth 1 ! -name runc-without-sys-resource -delete
+fi
 
 # -- the engine, privileged containers, the base ----------------------------------------------
 "$ROOT/.ci/image" --engine-only
@@ -80,7 +92,7 @@ go_build sigs.k8s.io/kind "$KIND_VERSION" kind
 go_build sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION" crictl
 go_build go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd
 go_build github.com/coredns/coredns "$COREDNS_VERSION" coredns
-go_build sigs.k8s.io/kube-network-policies/cmd "$NETWORK_POLICIES_VERSION" kube-network-policies
+go_build github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" kube-router
 go_build github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION" local-path-provisioner
 
 kubernetes_binaries() {
@@ -124,7 +136,8 @@ image() {
   local context
   context=$(mktemp -d)
   for binary in "$@"; do cp "$BIN/$binary" "$context/"; done
-  docker build --quiet -t "$name" --build-arg MINBASE="$MINBASE" -f "$ROOT/k8s/node/images/$dockerfile" "$context" >/dev/null
+  docker build --quiet -t "$name" --label "$LABEL=$INPUTS" --build-arg MINBASE="$MINBASE" \
+    -f "$ROOT/k8s/node/images/$dockerfile" "$context" >/dev/null
   rm -rf "$context"
 }
 images_kubeadm_lists() {
@@ -143,7 +156,7 @@ for name in $(images_kubeadm_lists); do
   esac
 done
 PAUSE_IMAGE=$(images_kubeadm_lists | grep /pause:)
-image "retail-etl.local/kube-network-policies:$NETWORK_POLICIES_VERSION" network-policies.Dockerfile kube-network-policies
+image "retail-etl.local/kube-router:$KUBE_ROUTER_VERSION" kube-router.Dockerfile kube-router
 image "retail-etl.local/local-path-provisioner:$LOCAL_PATH_VERSION" static.Dockerfile local-path-provisioner
 image "retail-etl.local/local-path-helper:bookworm" helper.Dockerfile
 
@@ -173,7 +186,7 @@ node_image() {
   local preload
   mapfile -t preload < <(images_kubeadm_lists)
   preload+=(
-    "retail-etl.local/kube-network-policies:$NETWORK_POLICIES_VERSION"
+    "retail-etl.local/kube-router:$KUBE_ROUTER_VERSION"
     "retail-etl.local/local-path-provisioner:$LOCAL_PATH_VERSION"
     "retail-etl.local/local-path-helper:bookworm"
   )
@@ -190,10 +203,12 @@ node_image() {
     kill "$daemon"
     wait "$daemon" || true
     rm -f /tmp/containerd.log'
-  docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$builder" "$NODE_IMAGE" >/dev/null
+  docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
+    --change "LABEL $LABEL=$INPUTS" "$builder" "$NODE_IMAGE" >/dev/null
   docker rm -f "$builder" >/dev/null
   docker rmi "$NODE_IMAGE-bare" >/dev/null
 }
 node_image
 
+printf '%s\n' "$INPUTS" >"$CACHE/inputs"
 log "cluster cache ready: $BIN, node image $NODE_IMAGE"

@@ -47,25 +47,40 @@ def test_a_new_worker_pod_picks_up_runs(landings):
     assert run["id"] in logs, logs[-3000:]
 
 
-def test_a_flow_run_pod_deleted_mid_run_leaves_the_day_whole(cluster, landings):
-    # the new landing is published (previous test); a larger one lands now, so a half-replaced day
-    # would show as figures that are neither
-    larger = expected_figures(land(cluster["workdir"], seed=31, rows=LARGER))
+def test_a_flow_run_pod_deleted_mid_run_is_rescheduled_and_completes(cluster, landings):
+    """A deleted pod gets SIGTERM: the run is rescheduled (backoffLimit 0 makes prefect-kubernetes
+    ask for that) and a new Job publishes the day in full."""
+    expected = expected_figures(land(cluster["workdir"], seed=31, rows=LARGER))
     with prefect_api() as api:
         run_id = start_run(api, "dev")
         wait_for_run(api, run_id, timeout=600, until=started_tasks)
         kubectl("-n", "retail-etl-dev", "delete", "pod", "-l", f"prefect.io/flow-run-id={run_id}", "--wait=false")
-        crashed = wait_for_run(api, run_id, timeout=600)
-    assert crashed["state"] != "COMPLETED", crashed
-    assert published_figures(WAREHOUSE) in (landings["new"], larger)
+        run = wait_for_run(api, run_id, timeout=900)
+    assert run["state"] == "COMPLETED", run
+    jobs = kubectl("-n", "retail-etl-dev", "get", "jobs", "-l", f"prefect.io/flow-run-id={run_id}", "-o", "name")
+    assert len(jobs.split()) == 2, jobs  # the deleted pod's and the rescheduled one's
+    assert published_figures(WAREHOUSE) == expected
+
+
+def test_a_flow_run_pod_killed_mid_run_leaves_the_day_whole(cluster, landings):
+    """A pod force-deleted (its node lost, say) gets no time to stop: the day stays entirely the
+    old or the new one, and the next run of the day publishes it exactly."""
+    before = published_figures(WAREHOUSE)
+    expected = expected_figures(land(cluster["workdir"], seed=41, rows=LARGER))
     with prefect_api() as api:
+        run_id = start_run(api, "dev")
+        wait_for_run(api, run_id, timeout=600, until=started_tasks)
+        kubectl("-n", "retail-etl-dev", "delete", "pod", "-l", f"prefect.io/flow-run-id={run_id}",
+                "--grace-period=0", "--force")  # fmt: skip
+        assert published_figures(WAREHOUSE) in (before, expected)
         rerun = wait_for_run(api, start_run(api, "dev"), timeout=900)
-    assert rerun["state"] == "COMPLETED", rerun
-    assert published_figures(WAREHOUSE) == larger
+        killed = flow_run(api, run_id)
+    assert rerun["state"] == "COMPLETED", (rerun, killed)
+    assert published_figures(WAREHOUSE) == expected
 
 
 def test_a_dask_worker_pod_deleted_mid_run_does_not_lose_the_day(cluster, landings):
-    expected = expected_figures(land(cluster["workdir"], seed=37, rows=LARGER))
+    expected = expected_figures(land(cluster["workdir"], seed=43, rows=LARGER))
     with prefect_api() as api:
         run_id = start_run(api, "dev")
         wait_for_run(api, run_id, timeout=600, until=started_tasks)

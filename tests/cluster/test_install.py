@@ -1,5 +1,5 @@
 """The releases `k8s/up.sh` installed: `helm test` green, and the chart's NetworkPolicies enforced
-for real (kube-network-policies): the flow's traffic is admitted, a pod outside the allowed set
+for real (kube-router's firewall): the flow's traffic is admitted, a pod outside the allowed set
 cannot reach the Prefect server or the Dask scheduler."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from clusterkit import CONTEXT, kubectl, wait_until
 
 SERVER = "retail-etl-server.retail-etl.svc.cluster.local"
 SCHEDULER = "retail-etl-dask-scheduler.retail-etl-dev.svc.cluster.local"
+TRYING = 30  # seconds a probe keeps trying to connect
 FLOW_RUN = {"app.kubernetes.io/instance": "retail-etl", "retail-etl/role": "flow-run"}
 
 
@@ -26,8 +27,15 @@ def connects(namespace: str, labels: dict[str, str], host: str, port: int) -> bo
     deployment = json.loads(kubectl("-n", "retail-etl-dev", "get", "deploy/retail-etl-dask-worker", "-o", "json"))
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     name = f"probe-{abs(hash((namespace, host, port, tuple(labels.items())))) % 10**8}"
+    # a new pod's address reaches the policy rules a moment after it starts: try for a while
     script = (
-        f"import socket, sys\ns = socket.socket(); s.settimeout(5)\nsys.exit(s.connect_ex(({host!r}, {port})) and 3)\n"
+        "import socket, sys, time\n"
+        f"deadline = time.monotonic() + {TRYING}\n"
+        "while time.monotonic() < deadline:\n"
+        "    s = socket.socket(); s.settimeout(3)\n"
+        f"    if s.connect_ex(({host!r}, {port})) == 0: sys.exit(0)\n"
+        "    s.close(); time.sleep(1)\n"
+        "sys.exit(3)\n"
     )
     label_args = [f"--labels={','.join(f'{k}={v}' for k, v in labels.items())}"] if labels else []
     kubectl("-n", namespace, "delete", "pod", name, "--ignore-not-found", "--wait=true", timeout=120)
@@ -38,7 +46,7 @@ def connects(namespace: str, labels: dict[str, str], host: str, port: int) -> bo
         current = kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}")
         return current if current in ("Succeeded", "Failed") else ""
 
-    outcome = wait_until(f"probe pod {namespace}/{name}", phase, timeout=120)
+    outcome = wait_until(f"probe pod {namespace}/{name}", phase, timeout=120 + TRYING)
     kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
     return outcome == "Succeeded"
 
