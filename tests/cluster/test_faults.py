@@ -1,5 +1,5 @@
 """What a night can bring besides a clean run: the server restarted, the worker pod deleted, the
-flow-run pod deleted mid-run, a Dask worker pod deleted mid-run. A published day stays entirely
+flow-run pod deleted mid-run, the flow's process killed mid-run, a Dask worker pod deleted mid-run. A published day stays entirely
 the old or entirely the new one, and the next run publishes the landing's exact figures."""
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ from clusterkit import kubectl, pods, replaced
 from nights import deployment, expected_figures, flow_run, land, prefect_api, published_figures, start_run, wait_for_run
 
 WAREHOUSE = "s3://warehouse-dev"
+# SIGKILL every process of the container but its PID 1 (the supervisor, `prefect flow-run execute`)
+KILL_ALL_BUT_PID_1 = (
+    "import os, signal\n"
+    "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
+    "    if pid not in (1, os.getpid()): os.kill(pid, signal.SIGKILL)\n"
+)
 LARGER = 300_000  # rows: a run long enough (tens of seconds) for a fault to hit it mid-run
 
 
@@ -62,20 +68,22 @@ def test_a_flow_run_pod_deleted_mid_run_is_rescheduled_and_completes(cluster, la
     assert published_figures(WAREHOUSE) == expected
 
 
-def test_a_flow_run_pod_killed_mid_run_leaves_the_day_whole(cluster, landings):
-    """A pod force-deleted (its node lost, say) gets no time to stop: the day stays entirely the
-    old or the new one, and the next run of the day publishes it exactly."""
+def test_a_flow_process_killed_mid_run_leaves_the_day_whole(cluster, landings):
+    """The flow's engine process SIGKILLed, as the OOM killer does, gets no chance to stop: the
+    run crashes, the day stays entirely the old or the new one, and the next run of the day
+    (taking over the dead run's hold on the day) publishes it exactly."""
     before = published_figures(WAREHOUSE)
     expected = expected_figures(land(cluster["workdir"], seed=41, rows=LARGER))
     with prefect_api() as api:
         run_id = start_run(api, "dev")
         wait_for_run(api, run_id, timeout=600, until=started_tasks)
-        kubectl("-n", "retail-etl-dev", "delete", "pod", "-l", f"prefect.io/flow-run-id={run_id}",
-                "--grace-period=0", "--force")  # fmt: skip
+        (pod,) = pods("retail-etl-dev", f"prefect.io/flow-run-id={run_id}")
+        kubectl("-n", "retail-etl-dev", "exec", pod["metadata"]["name"], "--", "python", "-c", KILL_ALL_BUT_PID_1)
+        killed = wait_for_run(api, run_id, timeout=600)
+        assert killed["state"] == "CRASHED", killed
         assert published_figures(WAREHOUSE) in (before, expected)
         rerun = wait_for_run(api, start_run(api, "dev"), timeout=900)
-        killed = flow_run(api, run_id)
-    assert rerun["state"] == "COMPLETED", (rerun, killed)
+    assert rerun["state"] == "COMPLETED", rerun
     assert published_figures(WAREHOUSE) == expected
 
 
