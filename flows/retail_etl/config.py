@@ -24,14 +24,26 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .core.durations import parse_duration
 from .errors import ConfigurationError
 
 ENV_PREFIX = "RETAIL_ETL_"
 #: Variables a Dask worker started by this process must see as this process does.
 FORWARDED_PREFIXES = (ENV_PREFIX, "PREFECT_", "AWS_")
+
+
+def _duration(value: Any) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ConfigurationError as error:
+        raise ValueError(str(error)) from None
+
+
+#: A duration setting: seconds, short forms (90s, 36h, 7d) or ISO 8601 (core.durations).
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class Settings(BaseSettings):
@@ -78,7 +90,7 @@ class Settings(BaseSettings):
     io_retries: int = Field(3, ge=0, description="Retries of I/O tasks.")
     retry_delay_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles each retry.")
     retry_jitter_factor: float = Field(0.5, ge=0)
-    cache_expiration: timedelta = Field(timedelta(days=7), description="How long extracted files stay cached.")
+    cache_expiration: Duration = Field(timedelta(days=7), description="How long extracted files stay cached.")
 
     batch_bytes: int = Field(32 * 2**20, gt=0, description="Landing bytes per validate-files task (Dask).")
     batch_files: int = Field(
@@ -95,10 +107,10 @@ class Settings(BaseSettings):
     day_lease_seconds: float = Field(
         120.0, ge=30, description="A run that stops renewing its hold on a day this long is taken for dead."
     )
-    scratch_retention: timedelta = Field(
+    scratch_retention: Duration = Field(
         timedelta(days=1), description="Scratch of runs older than this is removed by the next run."
     )
-    vacuum_retention: timedelta = Field(
+    vacuum_retention: Duration = Field(
         timedelta(days=7), description="Replaced table files stay this long (time travel, rollback)."
     )
 
