@@ -169,7 +169,10 @@ def test_rerun_report_rollback_vacuum(tmp_path, prefect_api):
     text = report()
     assert "3,000 rows in" in text and f"{first['revenue']:,.2f}" in text
 
-    vacuumed = cli("vacuum", "--warehouse", "warehouse", cwd=tmp_path, settings={"RETAIL_ETL_VACUUM_RETENTION": "PT0S"})
+    zero = {"RETAIL_ETL_VACUUM_RETENTION": "0"}
+    refused = cli("vacuum", "--warehouse", "warehouse", cwd=tmp_path, settings=zero, check=False)
+    assert refused.returncode == 3 and "below the floor of 24 h" in refused.stdout + refused.stderr
+    vacuumed = cli("vacuum", "--warehouse", "warehouse", "--force", cwd=tmp_path, settings=zero)
     assert vacuumed.returncode == 0 and "vacuum of warehouse" in vacuumed.stdout
     # The second run's files (no longer referenced) went; the restored first run's are all still readable.
     assert not [

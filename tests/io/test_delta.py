@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -11,7 +12,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from retail_etl.errors import PublishConflict
+from retail_etl.errors import ConfigurationError, PublicationError, PublishConflict
 from retail_etl.io import delta
 from retail_etl.io.delta import (
     TABLES,
@@ -25,6 +26,8 @@ from retail_etl.io.delta import (
     vacuum,
     write_data_file,
 )
+from retail_etl.io.housekeeping import RETENTION_FLOOR, vacuum_warehouse
+from retail_etl.io.lease import day_lease
 
 DAY = "2024-01-15"
 MARTS = TABLES["marts"]
@@ -230,3 +233,50 @@ def test_restore_brings_back_a_runs_files_and_vacuum_keeps_them(store):
 def test_vacuum_of_a_table_never_created_is_a_no_op(local):
     assert vacuum(local.warehouse, None, MARTS, retention_hours=0) == []
     assert open_table(local.warehouse, None, MARTS) is None
+
+
+def test_vacuum_keeps_the_files_of_days_being_published(store):
+    publish(store, "run1", 10.0)
+    publish(store, "run2", 20.0)
+    in_flight = write(store, "run3", 30.0)  # written, not committed yet
+    kept = vacuum(store.warehouse, store.options, MARTS, retention_hours=0, keep_days={f"sale_date={DAY}"})
+    assert kept == [] and in_flight.path in store.files()
+    removed = vacuum(store.warehouse, store.options, MARTS, retention_hours=0)
+    assert sorted(path.rsplit("/", 1)[-1] for path in removed) == ["run1.parquet", "run3.parquet"]
+
+
+def test_a_commit_of_a_file_that_is_gone_commits_nothing(store):
+    publish(store, "run1", 10.0)
+    written = write(store, "run2", 20.0)
+    root = delta.location(table_uri(store.warehouse, MARTS), store.options)
+    root.fs.rm_file(root.join(written.path))
+    version = store.table().version()
+    with pytest.raises(PublicationError, match="run2.parquet is gone .*nothing was committed"):
+        commit_day(store.warehouse, store.options, MARTS, DAY, [written], run_id="run2")
+    assert store.table().version() == version and revenues(store) == [10.0]
+
+
+def test_a_vacuum_below_the_floor_is_refused_unless_forced(local):
+    publish(local, "run1", 10.0)
+    publish(local, "run2", 20.0)
+    with pytest.raises(ConfigurationError, match="retention of 0 h is below the floor of 24 h.*--force"):
+        vacuum_warehouse(local.warehouse, None, timedelta(0), timedelta(days=1), timedelta(days=7))
+    assert len(local.files()) == 2
+    removed = vacuum_warehouse(local.warehouse, None, timedelta(0), timedelta(days=1), timedelta(days=7), force=True)
+    assert [path.rsplit("/", 1)[-1] for path in removed["table marts"]] == ["run1.parquet"]
+    assert vacuum_warehouse(local.warehouse, None, RETENTION_FLOOR, timedelta(days=1), timedelta(days=7))
+
+
+def test_a_forced_zero_retention_vacuum_during_a_run_leaves_the_day_whole(store):
+    """The attack: `vacuum` with a zero retention, forced, in the middle of a re-run of a day."""
+    publish(store, "run1", 10.0)
+    other = write(store, "run9", 5.0, sale_date="2024-01-16")  # a dead run's leftovers, no lease
+    with day_lease(store.warehouse, store.options, DAY, "run2", wait_seconds=0):
+        files = [write(store, "run2", 20.0), write(store, "run2-b", 1.0, region="south")]
+        removed = vacuum_warehouse(
+            store.warehouse, store.options, timedelta(0), timedelta(0), timedelta(0), force=True
+        )  # fmt: skip
+        assert [path.rsplit("/", 1)[-1] for path in removed["table marts"]] == [other.path.rsplit("/", 1)[-1]]
+        commit_day(store.warehouse, store.options, MARTS, DAY, files, run_id="run2")
+    assert sorted(revenues(store)) == [1.0, 20.0]
+    assert store.table().to_pandas(filters=[("sale_date", "=", DAY)])["revenue"].sum() == 21.0

@@ -32,10 +32,16 @@ def rollback(
 
 
 @command()
-def vacuum(warehouse: WarehouseOption = None) -> None:
+def vacuum(
+    warehouse: WarehouseOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take a RETAIL_ETL_VACUUM_RETENTION below 24 h (only if no run is in flight)."),
+    ] = False,
+) -> None:
     """Delete what nothing references any more: table files replaced longer ago than
-    RETAIL_ETL_VACUUM_RETENTION, scratch of old runs, expired task results, rejected files of
-    replaced runs."""
+    RETAIL_ETL_VACUUM_RETENTION (24 h at least, unless --force), scratch of old runs, expired task
+    results, rejected files of replaced runs. Days being published keep their files."""
     from ..io.housekeeping import vacuum_warehouse
 
     settings = load_settings()
@@ -46,5 +52,6 @@ def vacuum(warehouse: WarehouseOption = None) -> None:
         settings.vacuum_retention,
         settings.scratch_retention,
         settings.cache_expiration,
+        force=force,
     )
     console.print(counts_table(f"vacuum of {target}", [(kind, f"{len(paths):,}") for kind, paths in removed.items()]))

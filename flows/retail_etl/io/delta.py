@@ -29,7 +29,7 @@ import json
 import math
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -42,7 +42,7 @@ from deltalake.transaction import AddAction, CommitProperties, Transaction
 
 from ..contract.columns import CURATED_FILE_COLUMNS, MART_COLUMNS, QUARANTINE_COLUMNS
 from ..contract.layout import CURATED, MARTS, QUARANTINE_ROWS
-from ..errors import PublishConflict
+from ..errors import PublicationError, PublishConflict
 from .storage import is_remote, location, normalize, parquet_bytes, storage_access, write_bytes
 
 _TEXT = pa.string()
@@ -229,6 +229,28 @@ def _app_id(sale_date: str) -> str:
     return f"retail-etl/publish/{sale_date}"
 
 
+def _check_written(
+    warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, files: Sequence[DataFile]
+) -> None:
+    """Every file a commit adds is there with its size: a version never references a missing file
+    (one deleted since it was written, by an operator's vacuum with a zero retention, say)."""
+    root = location(table_uri(warehouse, table), options)
+    with storage_access("check the written files of", table_uri(warehouse, table)):
+        for file in files:
+            path = root.join(file.path)
+            root.fs.invalidate_cache(path)
+            try:
+                size = root.fs.size(path)
+            except FileNotFoundError:
+                size = None
+            if size != file.size:
+                found = "gone" if size is None else f"{size} bytes, not {file.size}"
+                raise PublicationError(
+                    f"{table.name}: written file {file.path} is {found} (removed by a vacuum during the run?); "
+                    "nothing was committed, run the day again"
+                )
+
+
 def commit_day(
     warehouse: str,
     options: Mapping[str, Any] | None,
@@ -248,6 +270,7 @@ def commit_day(
     foreign = [f.path for f in files if f.partition_values.get("sale_date") != sale_date]
     if foreign:
         raise ValueError(f"files outside sale_date={sale_date}: {foreign[:3]}")
+    _check_written(warehouse, options, table, files)
     delta = ensure_table(warehouse, options, table)
     app_id = _app_id(sale_date)
     current = delta.transaction_version(app_id) or 0
@@ -373,14 +396,28 @@ def revert_day(
 
 
 def vacuum(
-    warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, retention_hours: float, dry_run: bool = False
+    warehouse: str,
+    options: Mapping[str, Any] | None,
+    table: TableSpec,
+    retention_hours: float,
+    dry_run: bool = False,
+    keep_days: Collection[str] = (),
 ) -> list[str]:
-    """Delete files that left the table more than `retention_hours` ago; returns them."""
+    """Delete files that left the table (or were never committed) more than `retention_hours` ago,
+    except under the day partitions `keep_days` (``sale_date=D``: days a run is publishing, whose
+    written files are not committed yet); returns them."""
     delta = open_table(warehouse, options, table)
     if delta is None:
         return []
-    with storage_access("vacuum the Delta table", table_uri(warehouse, table)):
-        removed: list[str] = delta.vacuum(
-            retention_hours=math.ceil(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True
+    uri = table_uri(warehouse, table)
+    with storage_access("vacuum the Delta table", uri):
+        candidates: list[str] = delta.vacuum(
+            retention_hours=math.ceil(retention_hours), dry_run=True, enforce_retention_duration=False, full=True
         )
+    removed = [path for path in candidates if path.split("/", 1)[0] not in keep_days]
+    if not dry_run:
+        root = location(uri, options)
+        with storage_access("vacuum the Delta table", uri):
+            for path in removed:
+                root.fs.rm_file(root.join(path))
     return removed

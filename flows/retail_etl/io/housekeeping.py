@@ -1,7 +1,9 @@
 """Housekeeping of a warehouse: scratch of finished or killed runs, expired task results,
 rejected files of replaced runs, and table files that left the tables long enough ago.
 
-Nothing here touches what the current manifests and table versions reference.
+Nothing here touches what the current manifests and table versions reference, nor what a run in
+flight needs: the table files under a day with a lease and the scratch of the lease's run stay,
+whatever the retention, and a table retention below `RETENTION_FLOOR` is refused unless forced.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from ..contract.layout import (
     QUARANTINE_FILES,
     STAGING,
 )
+from ..errors import ConfigurationError
 from .delta import TABLES, vacuum
+from .lease import lease_holders
 from .storage import (
     exists,
     list_folder,
@@ -31,6 +35,26 @@ from .storage import (
     url_of,
     write_bytes,
 )
+
+#: The shortest table retention `vacuum` takes unforced: far above the longest run (a day of 10M
+#: rows publishes in minutes, a 30-day backfill well within an hour, and a run waits at most
+#: RETAIL_ETL_DAY_WAIT_SECONDS for another), so no file a run has written but not yet committed
+#: is old enough to go.
+RETENTION_FLOOR = timedelta(hours=24)
+
+
+def _hours(duration: timedelta) -> str:
+    return f"{duration.total_seconds() / 3600:g} h"
+
+
+def check_retention(retention: timedelta, force: bool) -> None:
+    """Refuse a table retention below the floor unless the operator forces it."""
+    if retention < RETENTION_FLOOR and not force:
+        raise ConfigurationError(
+            f"a vacuum retention of {_hours(retention)} is below the floor of {_hours(RETENTION_FLOOR)}: files "
+            "that a run in flight has written and not committed yet could go (days being published keep theirs "
+            "anyway); give --force only if no run is in flight"
+        )
 
 
 def _modified(info: Mapping[str, Any]) -> datetime | None:
@@ -68,9 +92,12 @@ def _old_folders(fs: Any, parent: str, older_than: timedelta, keep: set[str]) ->
 def remove_stale_scratch(
     warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta, keep: str | None = None
 ) -> list[str]:
-    """Remove `_staging/<run_id>/` of runs whose scratch has not changed for `older_than`."""
+    """Remove `_staging/<run_id>/` of runs whose scratch has not changed for `older_than`, but for
+    `keep` and the runs holding a day's lease (in flight, or dead and not taken over yet)."""
     root = location(warehouse, options)
-    removed = _old_folders(root.fs, root.join(STAGING), older_than, {keep} if keep else set())
+    keeping = {keep} if keep else set()
+    keeping |= set(lease_holders(warehouse, options).values())
+    removed = _old_folders(root.fs, root.join(STAGING), older_than, keeping)
     for path in removed:
         remove_tree(root.fs, path)
     return [root.url_of(path) for path in removed]
@@ -118,10 +145,16 @@ def vacuum_warehouse(
     retention: timedelta,
     scratch_retention: timedelta,
     results_retention: timedelta,
+    force: bool = False,
 ) -> dict[str, list[str]]:
-    """All of the above, and Delta vacuum of every table; returns what went, by kind."""
+    """All of the above, and Delta vacuum of every table but the days with a lease (checked again
+    before each table); returns what went, by kind."""
+    check_retention(retention, force)
     hours = retention.total_seconds() / 3600
-    report = {f"table {name}": vacuum(warehouse, options, table, hours) for name, table in TABLES.items()}
+    report = {
+        f"table {name}": vacuum(warehouse, options, table, hours, keep_days=lease_holders(warehouse, options))
+        for name, table in TABLES.items()
+    }
     report["scratch"] = remove_stale_scratch(warehouse, options, scratch_retention)
     report["results"] = remove_expired_results(warehouse, options, results_retention)
     report["rejected files"] = remove_replaced_rejected_files(warehouse, options, retention)

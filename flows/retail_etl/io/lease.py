@@ -20,6 +20,7 @@ run-a
 from __future__ import annotations
 
 import json
+import posixpath
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..contract.layout import LOCKS, day_partition
-from .storage import Location, create_exclusive, location, storage_access
+from .storage import Location, create_exclusive, list_folder, location, storage_access
 
 
 class LeaseBusy(Exception):
@@ -112,6 +113,20 @@ def holds_lease(warehouse: str, options: Mapping[str, Any] | None, sale_date: st
     with storage_access("read the day's lease", root.url_of(path)):
         holder = _read(root, path)
     return holder is not None and holder.get("run_id") == run_id
+
+
+def lease_holders(warehouse: str, options: Mapping[str, Any] | None) -> dict[str, str]:
+    """Every day partition with a lease (``sale_date=D``) and the run holding it: what housekeeping
+    must leave alone. A dead run's lease counts too until the next run of its day takes it over."""
+    root = location(warehouse, options)
+    holders = {}
+    for path in list_folder(root.fs, root.join(LOCKS)):
+        name = posixpath.basename(path)
+        if name.endswith(".json"):
+            with storage_access("read the day's lease", root.url_of(path)):
+                holder = _read(root, path)
+            holders[name.removesuffix(".json")] = str((holder or {}).get("run_id", ""))
+    return holders
 
 
 def _record(run_id: str) -> bytes:
