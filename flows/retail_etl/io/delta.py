@@ -233,22 +233,27 @@ def _check_written(
     warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, files: Sequence[DataFile]
 ) -> None:
     """Every file a commit adds is there with its size: a version never references a missing file
-    (one deleted since it was written, by an operator's vacuum with a zero retention, say)."""
+    (one deleted since it was written, by an operator's vacuum with a zero retention, say). One
+    listing per partition folder, not a request per file."""
     root = location(table_uri(warehouse, table), options)
+    sizes: dict[tuple[str, str], int] = {}
     with storage_access("check the written files of", table_uri(warehouse, table)):
-        for file in files:
-            path = root.join(file.path)
-            root.fs.invalidate_cache(path)
+        for folder in sorted({posixpath.dirname(root.join(file.path)) for file in files}):
+            root.fs.invalidate_cache(folder)
             try:
-                size = root.fs.size(path)
+                entries = root.fs.ls(folder, detail=True)
             except FileNotFoundError:
-                size = None
-            if size != file.size:
-                found = "gone" if size is None else f"{size} bytes, not {file.size}"
-                raise PublicationError(
-                    f"{table.name}: written file {file.path} is {found} (removed by a vacuum during the run?); "
-                    "nothing was committed, run the day again"
-                )
+                entries = []
+            sizes.update({(folder, posixpath.basename(entry["name"])): int(entry["size"]) for entry in entries})
+    for file in files:
+        path = root.join(file.path)
+        size = sizes.get((posixpath.dirname(path), posixpath.basename(path)))
+        if size != file.size:
+            found = "gone" if size is None else f"{size} bytes, not {file.size}"
+            raise PublicationError(
+                f"{table.name}: written file {file.path} is {found} (removed by a vacuum during the run?); "
+                "nothing was committed, run the day again"
+            )
 
 
 def commit_day(
@@ -270,7 +275,6 @@ def commit_day(
     foreign = [f.path for f in files if f.partition_values.get("sale_date") != sale_date]
     if foreign:
         raise ValueError(f"files outside sale_date={sale_date}: {foreign[:3]}")
-    _check_written(warehouse, options, table, files)
     delta = ensure_table(warehouse, options, table)
     app_id = _app_id(sale_date)
     current = delta.transaction_version(app_id) or 0
@@ -284,6 +288,7 @@ def commit_day(
         custom_metadata={"retail_etl.run_id": run_id, "retail_etl.sale_date": sale_date, **(metadata or {})},
         app_transactions=[Transaction(app_id=app_id, version=version)],
     )
+    _check_written(warehouse, options, table, files)
     with storage_access("commit to the Delta table", table_uri(warehouse, table)):
         try:
             delta.create_write_transaction(
