@@ -107,6 +107,10 @@ class DeploymentError(RetailEtlError):
     exit_code = 6
 
 
+class SplitBuild(DeploymentError):
+    """The Dask workers run another build than the flow (an environment promoted halfway)."""
+
+
 class RegistrationError(DeploymentError):
     """The project file or the environment it names is not usable."""
 

@@ -49,6 +49,7 @@ from .exclusive import exclusive_day
 from .naming import artifact_key, backfill_run_name, daily_run_name, label_run, resolve_run_date
 from .platform import SettingsDaskTaskRunner, runner_at, settings_runner
 from .results import ExtractionCache, result_storage
+from .same_build import check_same_build
 from .tasks import (
     io_options,
     list_landing_files,
@@ -133,6 +134,9 @@ def daily_sales_etl(
         "processing %s from %s into %s (environment %s, build %s)", sale_date, landing, warehouse, environment, build
     )
     label_run(run_id, environment, sale_date, build, logger)
+    context = FlowRunContext.get()
+    if context is not None and isinstance(context.task_runner, DaskTaskRunner):
+        check_same_build(context.task_runner.client, build)
 
     retries = io_options(settings.io_retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
     io = retries | {"result_storage": result_storage(warehouse, options)}
