@@ -168,3 +168,19 @@ def deployment(api_url: str, name: str) -> dict[str, Any]:
             return {"id": str(found.id), "version": found.version, "image": found.job_variables.get("image")}
 
     return asyncio.run(read())
+
+
+def artifact_keys(api_url: str, run_id: str) -> set[str]:
+    """The keys of the artifacts a flow run created."""
+    from uuid import UUID
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> set[str]:
+        async with _client(api_url) as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]))
+            )
+            return {artifact.key for artifact in found if artifact.key}
+
+    return asyncio.run(read())

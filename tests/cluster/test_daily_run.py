@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from clusterkit import kubectl, pods, port_forward, wait_until
 from distributed import Client
-from nights import published_figures
+from nights import artifact_keys, prefect_api, published_figures
 
 
 def dask_transitions(namespace: str) -> int:
@@ -35,3 +35,9 @@ def test_the_tasks_ran_on_the_dask_worker_pods(first_run):
 
 def test_the_published_day_has_the_landings_figures(first_run):
     assert published_figures("s3://warehouse-dev") == first_run["expected"]
+
+
+def test_the_first_run_housekept_the_warehouse_and_said_so(first_run):
+    with prefect_api() as api:
+        keys = artifact_keys(api, first_run["run"]["id"])
+    assert {"retail-etl-region-figures-dev", "retail-etl-quarantine-dev", "retail-etl-housekeeping-dev"} <= keys

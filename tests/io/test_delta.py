@@ -263,7 +263,8 @@ def test_a_vacuum_below_the_floor_is_refused_unless_forced(local):
         vacuum_warehouse(local.warehouse, None, timedelta(0), timedelta(days=1), timedelta(days=7))
     assert len(local.files()) == 2
     removed = vacuum_warehouse(local.warehouse, None, timedelta(0), timedelta(days=1), timedelta(days=7), force=True)
-    assert [path.rsplit("/", 1)[-1] for path in removed["table marts"]] == ["run1.parquet"]
+    assert [path.rsplit("/", 1)[-1] for path in removed["table marts"].paths] == ["run1.parquet"]
+    assert removed["table marts"].bytes > 0
     assert vacuum_warehouse(local.warehouse, None, RETENTION_FLOOR, timedelta(days=1), timedelta(days=7))
 
 
@@ -276,7 +277,7 @@ def test_a_forced_zero_retention_vacuum_during_a_run_leaves_the_day_whole(store)
         removed = vacuum_warehouse(
             store.warehouse, store.options, timedelta(0), timedelta(0), timedelta(0), force=True
         )  # fmt: skip
-        assert [path.rsplit("/", 1)[-1] for path in removed["table marts"]] == [other.path.rsplit("/", 1)[-1]]
+        assert [path.rsplit("/", 1)[-1] for path in removed["table marts"].paths] == [other.path.rsplit("/", 1)[-1]]
         commit_day(store.warehouse, store.options, MARTS, DAY, files, run_id="run2")
     assert sorted(revenues(store)) == [1.0, 20.0]
     assert store.table().to_pandas(filters=[("sale_date", "=", DAY)])["revenue"].sum() == 21.0

@@ -58,7 +58,11 @@ def test_run_names_its_environment_day_and_build(run_day, tmp_dirs, staging):
     assert run.flow_version == "abc1234"
 
     artifacts = artifacts_of(manifest.run_id)
-    assert set(artifacts) == {"retail-etl-region-figures-staging", "retail-etl-quarantine-staging"}
+    assert set(artifacts) == {
+        "retail-etl-region-figures-staging",
+        "retail-etl-quarantine-staging",
+        "retail-etl-housekeeping-staging",  # the first run of a warehouse housekeeps it
+    }
     figures, quarantine = artifacts["retail-etl-region-figures-staging"], artifacts["retail-etl-quarantine-staging"]
     assert DAY in figures.description and "staging" in figures.description and "abc1234" in figures.description
     assert "in staging" in quarantine.data and "`abc1234`" in quarantine.data

@@ -54,4 +54,5 @@ def vacuum(
         settings.cache_expiration,
         force=force,
     )
-    console.print(counts_table(f"vacuum of {target}", [(kind, f"{len(paths):,}") for kind, paths in removed.items()]))
+    rows = [(kind, f"{len(sweep.paths):,} ({sweep.bytes / 2**20:,.1f} MiB)") for kind, sweep in removed.items()]
+    console.print(counts_table(f"vacuum of {target}", rows))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..contract.layout import (
     STAGING,
 )
 from ..errors import ConfigurationError
-from .delta import TABLES, vacuum
+from .delta import TABLES, TableSpec, table_uri, vacuum
 from .lease import lease_holders
 from .storage import (
     exists,
@@ -55,6 +56,26 @@ def check_retention(retention: timedelta, force: bool) -> None:
             "that a run in flight has written and not committed yet could go (days being published keep theirs "
             "anyway); give --force only if no run is in flight"
         )
+
+
+@dataclass
+class Sweep:
+    """What one kind of housekeeping removed: the URLs, and the bytes they held."""
+
+    paths: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+    def add(self, url: str, size: int) -> None:
+        self.paths.append(url)
+        self.bytes += size
+
+
+def _size(fs: Any, path: str) -> int:
+    """Bytes under `path` (a file or a folder); 0 if it cannot be told."""
+    try:
+        return int(fs.du(path, total=True)) if fs.isdir(path) else int(fs.size(path))
+    except (OSError, ValueError):
+        return 0
 
 
 def _modified(info: Mapping[str, Any]) -> datetime | None:
@@ -91,23 +112,25 @@ def _old_folders(fs: Any, parent: str, older_than: timedelta, keep: set[str]) ->
 
 def remove_stale_scratch(
     warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta, keep: str | None = None
-) -> list[str]:
+) -> Sweep:
     """Remove `_staging/<run_id>/` of runs whose scratch has not changed for `older_than`, but for
     `keep` and the runs holding a day's lease (in flight, or dead and not taken over yet)."""
     root = location(warehouse, options)
     keeping = {keep} if keep else set()
     keeping |= set(lease_holders(warehouse, options).values())
-    removed = _old_folders(root.fs, root.join(STAGING), older_than, keeping)
-    for path in removed:
+    sweep = Sweep()
+    for path in _old_folders(root.fs, root.join(STAGING), older_than, keeping):
+        size = _size(root.fs, path)
         remove_tree(root.fs, path)
-    return [root.url_of(path) for path in removed]
+        sweep.add(root.url_of(path), size)
+    return sweep
 
 
-def remove_expired_results(warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta) -> list[str]:
+def remove_expired_results(warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta) -> Sweep:
     """Remove Prefect result and cache-key files older than `older_than` (the cache expiration)."""
     root = location(warehouse, options)
     cutoff = datetime.now(UTC) - older_than
-    removed = []
+    sweep = Sweep()
     for folder in (PREFECT_RESULTS, PREFECT_CACHE_KEYS):
         path = root.join(folder)
         root.fs.invalidate_cache(path)
@@ -118,25 +141,24 @@ def remove_expired_results(warehouse: str, options: Mapping[str, Any] | None, ol
                 moment = _modified(info)
                 if moment is not None and moment < cutoff:
                     root.fs.rm_file(name)
-                    removed.append(root.url_of(name))
-    return removed
+                    sweep.add(root.url_of(name), int(info.get("size") or 0))
+    return sweep
 
 
-def remove_replaced_rejected_files(
-    warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta
-) -> list[str]:
+def remove_replaced_rejected_files(warehouse: str, options: Mapping[str, Any] | None, older_than: timedelta) -> Sweep:
     """Remove rejected-file folders of runs that are no longer a day's published run."""
     root = location(warehouse, options)
     base = root.join(QUARANTINE_FILES)
-    removed = []
+    sweep = Sweep()
     for day_folder in list_folder(root.fs, base):
         day = posixpath.basename(day_folder.rstrip("/"))
         manifest = root.join(MANIFESTS, f"{day}.json")
         current = read_json(root.fs, manifest).get("run_id") if exists(root.fs, manifest) else None
         for path in _old_folders(root.fs, day_folder, older_than, {current} if current else set()):
+            size = _size(root.fs, path)
             remove_tree(root.fs, path)
-            removed.append(root.url_of(path))
-    return removed
+            sweep.add(root.url_of(path), size)
+    return sweep
 
 
 def vacuum_warehouse(
@@ -146,19 +168,37 @@ def vacuum_warehouse(
     scratch_retention: timedelta,
     results_retention: timedelta,
     force: bool = False,
-) -> dict[str, list[str]]:
+) -> dict[str, Sweep]:
     """All of the above, and Delta vacuum of every table but the days with a lease (checked again
     before each table); returns what went, by kind."""
     check_retention(retention, force)
-    hours = retention.total_seconds() / 3600
-    report = {
-        f"table {name}": vacuum(warehouse, options, table, hours, keep_days=lease_holders(warehouse, options))
-        for name, table in TABLES.items()
-    }
+    report = {f"table {name}": _vacuum_table(warehouse, options, table, retention) for name, table in TABLES.items()}
     report["scratch"] = remove_stale_scratch(warehouse, options, scratch_retention)
     report["results"] = remove_expired_results(warehouse, options, results_retention)
     report["rejected files"] = remove_replaced_rejected_files(warehouse, options, retention)
     return report
+
+
+def _vacuum_table(warehouse: str, options: Mapping[str, Any] | None, table: TableSpec, retention: timedelta) -> Sweep:
+    """Delta vacuum of one table, measured: the files it would remove are sized first."""
+    hours = retention.total_seconds() / 3600
+    root = location(table_uri(warehouse, table), options)
+    candidates = vacuum(warehouse, options, table, hours, dry_run=True)
+    sizes = {path: _size(root.fs, root.join(path)) for path in candidates}
+    sweep = Sweep()
+    for path in vacuum(warehouse, options, table, hours, keep_days=lease_holders(warehouse, options)):
+        sweep.add(root.url_of(root.join(path)), sizes.get(path, 0))
+    return sweep
+
+
+def summary(report: Mapping[str, Sweep]) -> str:
+    """One line of what a housekeeping removed and the space it gave back.
+
+    >>> summary({"scratch": Sweep(["a", "b"], 3 * 2**20), "results": Sweep()})
+    '2 scratch (3.0 MiB), 0 results (0.0 MiB); 3.0 MiB freed'
+    """
+    parts = ", ".join(f"{len(sweep.paths)} {kind} ({sweep.bytes / 2**20:.1f} MiB)" for kind, sweep in report.items())
+    return f"{parts}; {sum(sweep.bytes for sweep in report.values()) / 2**20:.1f} MiB freed"
 
 
 def due(warehouse: str, options: Mapping[str, Any] | None, every: timedelta) -> bool:

@@ -41,7 +41,7 @@ from ..core.dates import date_range, default_run_date  # noqa: F401 (re-exported
 from ..core.parse import ParseLimits
 from ..core.planning import plan_batches, plan_buckets
 from ..errors import BackfillError, EmptyLandingError, StrictModeError
-from ..io.housekeeping import due, remove_stale_scratch, vacuum_warehouse
+from ..io.housekeeping import due, remove_stale_scratch, summary, vacuum_warehouse
 from ..io.publish import DayPublication
 from ..io.storage import normalize
 from .concurrent import as_finished
@@ -57,6 +57,9 @@ from .tasks import (
     transform_bucket,
     validate_files,
 )
+
+#: How often a warehouse is housekept: the first run of a day published after this long does it.
+HOUSEKEEPING_EVERY = timedelta(days=1)
 
 
 def rules_for(
@@ -144,8 +147,8 @@ def daily_sales_etl(
     with exclusive_day(warehouse, options, sale_date, run_id, settings.day_wait_seconds, settings.day_lease_seconds):
         try:
             removed = remove_stale_scratch(warehouse, options, settings.scratch_retention, keep=run_id)
-            if removed:
-                logger.info("removed scratch of %d earlier run(s)", len(removed))
+            if removed.paths:
+                logger.info("removed scratch of %d earlier run(s)", len(removed.paths))
         except Exception as error:  # housekeeping never decides a day's outcome
             logger.warning("could not remove old scratch (a later run will): %s", error)
         try:
@@ -165,6 +168,7 @@ def daily_sales_etl(
         markdown=_quarantine_markdown(manifest),
         description=f"Quarantine summary for {sale_date} in {environment} (build {build})",
     )
+    _housekeeping(warehouse, options, settings, environment, logger)
     return manifest
 
 
@@ -177,16 +181,24 @@ def _remove_scratch(day: DayPublication, logger: Any) -> None:
         logger.warning("could not remove scratch %s (a later run will): %s", day.scratch, error)
 
 
-def _housekeeping(warehouse: str, options: dict[str, Any], settings: Settings, logger: Any) -> None:
-    """Vacuum the warehouse once a day (what `retail-etl vacuum` does); a failure here is only logged,
-    the day is already published."""
+def _housekeeping(warehouse: str, options: dict[str, Any], settings: Settings, environment: str, logger: Any) -> None:
+    """Once a day per warehouse, after a day is published: what `retail-etl vacuum` does, reported
+    in the log and as an artifact. A failure here is only logged: the day is already published."""
     try:
-        if not due(warehouse, options, timedelta(days=1)):
+        if not due(warehouse, options, HOUSEKEEPING_EVERY):
             return
-        removed = vacuum_warehouse(
+        report = vacuum_warehouse(
             warehouse, options, settings.vacuum_retention, settings.scratch_retention, settings.cache_expiration
         )
-        logger.info("housekeeping: %s", ", ".join(f"{len(paths)} {kind}" for kind, paths in removed.items()))
+        logger.info("housekeeping of %s: %s", warehouse, summary(report))
+        rows = "\n".join(
+            f"| {kind} | {len(sweep.paths):,} | {sweep.bytes / 2**20:,.1f} |" for kind, sweep in report.items()
+        )
+        create_markdown_artifact(
+            key=artifact_key("retail-etl-housekeeping", environment),
+            markdown=f"# Housekeeping of {warehouse}\n\n| removed | count | MiB |\n|---|---:|---:|\n{rows}\n",
+            description=f"Housekeeping in {environment}: {summary(report)}",
+        )
     except Exception as error:  # never fail a published day for its housekeeping
         logger.warning("housekeeping of %s failed (the day is published): %s", warehouse, error)
 
