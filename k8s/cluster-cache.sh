@@ -5,7 +5,8 @@
 #   $CACHE/bin/             kind, kubectl (and the node's kubeadm/kubelet), crictl, the runc wrapper
 #   images                  registry.k8s.io/{kube-apiserver,kube-controller-manager,kube-scheduler,
 #                           kube-proxy,etcd,coredns/coredns,pause} under the names kubeadm asks
-#                           for; kube-router (NetworkPolicies), local-path-provisioner and its helper
+#                           for; kube-router (NetworkPolicies), local-path-provisioner and its helper,
+#                           MinIO under the chart's image name
 #   retail-etl-kind-node:v$KUBERNETES_VERSION   the kind node image, every image above preloaded
 # and makes dockerd run privileged containers on this machine (the runc wrapper, see
 # k8s/tools/runc-without-sys-resource). Cold: about an hour on 2 cores; then seconds.
@@ -23,6 +24,9 @@ COREDNS_VERSION=v1.12.1
 CRICTL_VERSION=v1.34.0
 KUBE_ROUTER_VERSION=v2.1.0
 LOCAL_PATH_VERSION=v0.0.30
+# MinIO: the Go module proxy serves github.com/minio/minio at this commit only (none of its
+# RELEASE.* tags, which are not semantic versions); built under the image name the chart asks for
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MINBASE=retail-etl-standin-minbase:bookworm
 NODE_IMAGE="retail-etl-kind-node:v$KUBERNETES_VERSION"
 export DOCKER_BUILDKIT=0 CGO_ENABLED=0 GOFLAGS=-buildvcs=false
@@ -94,6 +98,7 @@ go_build go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd
 go_build github.com/coredns/coredns "$COREDNS_VERSION" coredns
 go_build github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" kube-router
 go_build github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION" local-path-provisioner
+go_build github.com/minio/minio "$MINIO_VERSION" minio
 
 kubernetes_binaries() {
   local programs="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
@@ -159,6 +164,13 @@ PAUSE_IMAGE=$(images_kubeadm_lists | grep /pause:)
 image "retail-etl.local/kube-router:$KUBE_ROUTER_VERSION" kube-router.Dockerfile kube-router
 image "retail-etl.local/local-path-provisioner:$LOCAL_PATH_VERSION" static.Dockerfile local-path-provisioner
 image "retail-etl.local/local-path-helper:bookworm" helper.Dockerfile
+# the chart's MinIO image reference (minio.image.repository and .tag in its values.yaml)
+chart_minio_image() {
+  awk '/^minio:/ {m=1} m && /^[a-z]/ && !/^minio:/ {m=0}
+       m && /^    repository:/ {r=$2} m && /^    tag:/ {t=$2} END {print r ":" t}' "$ROOT/charts/retail-etl/values.yaml"
+}
+MINIO_IMAGE=$(chart_minio_image)
+image "$MINIO_IMAGE" minio.Dockerfile minio
 
 # -- the node image ------------------------------------------------------------------------------
 node_image() {
@@ -189,6 +201,7 @@ node_image() {
     "retail-etl.local/kube-router:$KUBE_ROUTER_VERSION"
     "retail-etl.local/local-path-provisioner:$LOCAL_PATH_VERSION"
     "retail-etl.local/local-path-helper:bookworm"
+    "$MINIO_IMAGE"
   )
   local builder
   builder=$(docker run -d --privileged --entrypoint sleep "$NODE_IMAGE-bare" infinity)

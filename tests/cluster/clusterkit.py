@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("RETAIL_ETL_CLUSTER_CACHE", "/var/cache/retail-etl-cluster"))
 CLUSTER = "retail-etl-ci"
 CONTEXT = f"kind-{CLUSTER}"
-# where the releases, the test's S3 store and the system pods live (what diagnostics covers)
-NAMESPACES = ["retail-etl", "retail-etl-dev", "retail-etl-staging", "retail-etl-s3", "kube-system"]
+# where the releases and the system pods live (what diagnostics covers)
+NAMESPACES = ["retail-etl", "retail-etl-dev", "retail-etl-staging", "kube-system", "local-path-storage"]
 
 
 def cache_script_value(name: str) -> str:

@@ -18,23 +18,12 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-# the test modules import clusterkit and nights (this folder), pods (the container tests' helpers)
-# and chartkit (the chart tests' helpers)
-sys.path[:0] = [str(HERE), str(HERE.parent / "containers"), str(HERE.parent / "chart")]
+# the test modules import clusterkit and nights (this folder) and chartkit (the chart tests' helpers)
+sys.path[:0] = [str(HERE), str(HERE.parent / "chart")]
 
 from chartkit import helm_binary  # noqa: E402
-from clusterkit import CACHE, CLUSTER, NAMESPACES, REPO, cache_missing, diagnostics, kubectl, node_image  # noqa: E402
-from nights import (  # noqa: E402
-    S3_IN_CLUSTER,
-    S3_KEYS,
-    expected_figures,
-    land,
-    make_buckets,
-    prefect_api,
-    start_run,
-    wait_for_run,
-)
-from pods import moto_image  # noqa: E402
+from clusterkit import CACHE, CLUSTER, NAMESPACES, REPO, cache_missing, diagnostics, node_image  # noqa: E402
+from nights import expected_figures, land, prefect_api, s3_keys, start_run, wait_for_run  # noqa: E402
 
 
 def tool_path() -> str:
@@ -53,12 +42,10 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         pytest.skip(reason)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_", "RETAIL_ETL_"))},
-        **S3_KEYS,
         "PATH": tool_path(),
         "CLUSTER_NAME": CLUSTER,
         "KIND_NODE_IMAGE": node_image(),
         "PYTHON_IMAGE": "retail-etl-standin-python:bookworm",
-        "S3_ENDPOINT_URL": S3_IN_CLUSTER,
     }
     subprocess.run(["kind", "delete", "cluster", "--name", CLUSTER], env=env, capture_output=True)
     try:
@@ -67,10 +54,6 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         )
         if up.returncode != 0:
             pytest.fail(f"k8s/up.sh exited {up.returncode}:\n{up.stderr[-6000:]}\n{diagnostics(NAMESPACES)}")
-        subprocess.run(["kind", "load", "docker-image", moto_image(), "--name", CLUSTER], env=env, check=True)
-        kubectl("apply", "-f", "-", stdin=(HERE / "s3-server.yaml").read_text().replace("MOTO_IMAGE", moto_image()))
-        kubectl("-n", "retail-etl-s3", "rollout", "status", "deployment/s3", "--timeout=180s", timeout=200)
-        make_buckets(["landing", "warehouse-dev", "warehouse-staging"])
         yield {"env": env, "up_output": up.stdout + up.stderr, "workdir": tmp_path_factory.mktemp("cluster")}
     finally:
         if os.environ.get("RETAIL_ETL_KEEP_CLUSTER") != "1":
@@ -87,9 +70,9 @@ def explain_failures(request, cluster) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def s3_keys(monkeypatch) -> None:
-    """The test store's keys, for reading the warehouse back from the test process."""
-    for name, value in S3_KEYS.items():
+def minio_keys(cluster, monkeypatch) -> None:
+    """The platform MinIO's keys, for reading the warehouse back from the test process."""
+    for name, value in s3_keys().items():
         monkeypatch.setenv(name, value)
 
 

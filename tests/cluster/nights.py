@@ -2,21 +2,24 @@
 environment's daily deployment through the Prefect API, and the day's figures read back from the
 warehouse and from the pandas baseline on the same landing.
 
-The store is moto's S3 server in namespace retail-etl-s3 (MinIO's image is in a registry this
-machine cannot reach); everything is reached through `kubectl port-forward`.
+The store is the platform release's MinIO (its keys in the Secret retail-etl-minio); everything
+is reached through `kubectl port-forward`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import boto3
-from clusterkit import port_forward
+from clusterkit import kubectl, port_forward
 
 from retail_etl.bench.baselines import pandas_baseline
 from retail_etl.bench.compare import warehouse_figures
@@ -24,15 +27,21 @@ from retail_etl.io.delta import TABLES, read_day
 from retail_etl.synth.generate import REGIONS, generate_day
 
 DAY = "2024-01-15"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "retail-etl-test", "AWS_SECRET_ACCESS_KEY": "retail-etl-test-secret"}
-S3_IN_CLUSTER = "http://s3.retail-etl-s3.svc.cluster.local:9000"
+KEY_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+@cache
+def s3_keys() -> dict[str, str]:
+    """The platform MinIO's root keys, from the Secret the chart generated."""
+    data = json.loads(kubectl("-n", "retail-etl", "get", "secret", "retail-etl-minio", "-o", "json"))["data"]
+    return {name: base64.b64decode(data[name]).decode() for name in KEY_NAMES}
 
 
 @contextmanager
 def s3_endpoint() -> Iterator[str]:
-    """The cluster's S3 store as an endpoint URL on 127.0.0.1."""
-    with port_forward("retail-etl-s3", "svc/s3", 9000) as port:
+    """The cluster's S3 store (the platform MinIO) as an endpoint URL on 127.0.0.1."""
+    with port_forward("retail-etl", "svc/retail-etl-minio", 9000) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -44,16 +53,10 @@ def prefect_api() -> Iterator[str]:
 
 
 def s3_client(endpoint: str):
+    keys = s3_keys()
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
-
-
-def make_buckets(buckets: list[str]) -> None:
-    with s3_endpoint() as endpoint:
-        client = s3_client(endpoint)
-        for bucket in buckets:
-            client.create_bucket(Bucket=bucket)
+                        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
 
 
 def land(workdir: Path, seed: int, rows: int = 30_000) -> Path:
@@ -92,8 +95,8 @@ def expected_figures(landing: Path) -> dict:
 
 def published_figures(warehouse: str) -> dict:
     """The day as the warehouse serves it now (needs the S3 keys in the environment)."""
-    missing = [name for name in S3_KEYS if os.environ.get(name) != S3_KEYS[name]]
-    assert not missing, f"the test S3 keys are not in the environment: {missing}"
+    missing = [name for name, value in s3_keys().items() if os.environ.get(name) != value]
+    assert not missing, f"the MinIO keys are not in the environment: {missing}"
     with s3_endpoint() as endpoint:
         options = {"endpoint_url": endpoint}
         marts = read_day(warehouse, options, TABLES["marts"], DAY)

@@ -2,8 +2,8 @@
 --values-file ... --apply` checks dev's gate, rewrites staging's values file to dev's build and
 runs `helm upgrade --install`; every staging pod then runs that build.
 
-Staging's values file is k8s/values-staging.yaml with what this installation differs in: the
-external S3 store, and requests small enough for a second environment on a 2-core node."""
+Staging's values file is k8s/values-staging.yaml with what this installation differs in: requests
+small enough for a second environment on a 2-core node."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 from clusterkit import CONTEXT, REPO, kubectl, pods, wait_until
-from nights import S3_IN_CLUSTER, deployment, prefect_api, s3_endpoint
+from nights import deployment, prefect_api, s3_endpoint, s3_keys
 
 NAMESPACE = "retail-etl-staging"
 SMALL = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -22,7 +22,6 @@ SMALL = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "1", "
 
 def staging_values(path: Path) -> Path:
     values = yaml.safe_load((REPO / "k8s" / "values-staging.yaml").read_text())
-    values["s3"]["endpointUrl"] = S3_IN_CLUSTER
     values["worker"]["resources"] = SMALL
     values["flowRun"]["resources"] = SMALL
     values["dask"]["worker"].update(replicas=1, resources={**SMALL, "limits": {"cpu": "1", "memory": "2Gi"}})
@@ -31,9 +30,9 @@ def staging_values(path: Path) -> Path:
 
 
 def prepare_namespace(cluster: dict) -> None:
-    """What k8s/up.sh does for an environment before its release: the namespace and its S3 keys."""
+    """What k8s/up.sh does for an environment before its release: the namespace and MinIO's keys."""
     kubectl("create", "namespace", NAMESPACE, check=False)
-    keys = [f"--from-literal={name}={cluster['env'][name]}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    keys = [f"--from-literal={name}={value}" for name, value in s3_keys().items()]
     kubectl("-n", NAMESPACE, "create", "secret", "generic", "retail-etl-s3", *keys)
 
 

@@ -23,7 +23,7 @@ import os
 import posixpath
 from typing import Any
 
-from .storage import create_exclusive, storage_access, url_of
+from .storage import create_exclusive, precondition_failed, storage_access, url_of
 
 
 def _is_s3(fs: Any) -> bool:
@@ -76,7 +76,7 @@ def replace_if(fs: Any, path: str, data: bytes, tag: str) -> str | None:
             except FileNotFoundError:
                 return None
             except OSError as error:  # 412 Precondition Failed: another writer came first
-                if "pre-condition" in str(error).lower() or "PreconditionFailed" in repr(error):
+                if precondition_failed(error):
                     return None
                 raise
             fs.invalidate_cache(path)

@@ -350,7 +350,20 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> bool:
     except FileExistsError:
         return False
     except OSError as error:  # s3fs: 412 Precondition Failed when the key exists
-        if "PreconditionFailed" in repr(error) or "412" in str(error):
+        if precondition_failed(error):
             return False
         raise
     return True
+
+
+def precondition_failed(error: OSError) -> bool:
+    """Whether s3fs's error is S3's 412 (a conditional write refused). s3fs keeps the code in some
+    errors and only AWS's message in others (MinIO's refusal arrives as EINVAL with the message).
+
+    >>> precondition_failed(OSError(22, "At least one of the pre-conditions you specified did not hold"))
+    True
+    >>> precondition_failed(OSError(22, "The specified bucket is not valid."))
+    False
+    """
+    text = f"{error!r} {error}".lower()
+    return "preconditionfailed" in text or "412" in text or "pre-conditions you specified did not hold" in text
