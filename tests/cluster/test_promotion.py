@@ -50,6 +50,7 @@ def test_promotion_runs_devs_build_in_staging(cluster, first_run, tmp_path):
         dev = deployment(api, "daily-sales-etl/daily-sales-etl-dev")
         env = {
             **cluster["env"],
+            **s3_keys(),  # the audit record goes into staging's warehouse
             "PREFECT_API_URL": api,
             "RETAIL_ETL_S3_ENDPOINT_URL": endpoint,
             "HELM_KUBECONTEXT": CONTEXT,
