@@ -194,9 +194,3 @@ class HelmUpgradeFailed(DeploymentError):
     """`helm upgrade` of the promoted values file failed (the values file is already rewritten)."""
 
     exit_code = 28
-
-
-class SharedDaskCluster(PromotionRefused):
-    """The target's flow runs use a Dask cluster whose workers an API promotion would not move."""
-
-    exit_code = 29

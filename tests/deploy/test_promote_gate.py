@@ -243,34 +243,3 @@ def test_values_file_path_records_and_rewrites(envs, tmp_path):
     (record,) = audit.read_records(str(envs.root), None)
     assert record["kind"] == "values-file" and record["image"] == "retail-etl:A"
     assert json.dumps(record)  # plain JSON
-
-
-def test_refuses_the_api_path_where_the_target_runs_on_the_releases_dask_cluster(envs):
-    """An API promotion moves the flow-run image only: a target whose tasks run on the release's
-    Dask workers would run two builds, so it must go through its values file."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import DeploymentUpdate, WorkPoolCreate
-
-    envs.deploy(envs.source, "1.0.1")
-    target = envs.deploy(envs.target, "1.0.0")
-    envs.run(envs.source, "Completed")
-    address = "tcp://retail-etl-dask-scheduler.retail-etl-staging.svc:8786"
-    pool = f"pool-{envs.target}"
-    with get_client(sync_client=True) as client:
-        template = {
-            "job_configuration": {"env": "{{ env }}"},
-            "variables": {"type": "object", "properties": {"env": {"type": "object", "default": {
-                "RETAIL_ETL_DASK_ADDRESS": address}}}},
-        }  # fmt: skip
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
-        client.update_deployment(target, DeploymentUpdate(work_pool_name=pool))
-    line = refused(envs.cli("--from", envs.source, "--to", envs.target, "--dry-run"), 29, address, "--values-file")
-    assert "two builds" in line
-    assert envs.target_deployment().version == "1.0.0"
-
-    with get_client(sync_client=True) as client:  # the deployment's own env names it just as well
-        client.update_deployment(target, DeploymentUpdate(work_pool_name=None, job_variables={
-            "image": "retail-etl:1.0.0", "env": {"RETAIL_ETL_DASK_ADDRESS": address,
-                                                 "RETAIL_ETL_WAREHOUSE": str(envs.root)}}))  # fmt: skip
-    refused(envs.cli("--from", envs.source, "--to", envs.target), 29, address)
-    assert envs.target_deployment().version == "1.0.0" and not audit.read_records(str(envs.root), None)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import GateRefused, PromotionRefused, RegistrationError, SharedDaskCluster, UnknownBuild, ValuesFileError
+from ..errors import GateRefused, PromotionRefused, RegistrationError, UnknownBuild, ValuesFileError
 from . import audit, values
 from .project import Project
 from .spec import create_deployment, read_deployment
@@ -473,7 +473,6 @@ def promote(
                     values.run_helm(result.helm_command)
                 _emit(record)
             return result
-        _refuse_split(client, targets, target_env)
         changes, writes = plan(client, source_env, target_env, release, project, gate, rollback)
         result.changes = changes
         if not dry_run:
@@ -503,31 +502,6 @@ def _promote_values(
         result.helm_command = values.helm_command(
             release_name, chart, namespace or f"retail-etl-{result.target_env}", path
         )
-
-
-def _dask_address(client, deployment) -> str | None:
-    """The Dask scheduler a deployment's flow runs use: its own env, else its work pool's default."""
-    env = (deployment.job_variables or {}).get("env") or {}
-    if isinstance(env, dict) and env.get("RETAIL_ETL_DASK_ADDRESS"):
-        return str(env["RETAIL_ETL_DASK_ADDRESS"])
-    if not deployment.work_pool_name:
-        return None
-    template = client.read_work_pool(deployment.work_pool_name).base_job_template or {}
-    defaults = template.get("variables", {}).get("properties", {}).get("env", {}).get("default") or {}
-    return str(defaults["RETAIL_ETL_DASK_ADDRESS"]) if defaults.get("RETAIL_ETL_DASK_ADDRESS") else None
-
-
-def _refuse_split(client, targets: dict[str, Any], target_env: str) -> None:
-    """The API path moves the flow-run image only: where the target's tasks run on the release's
-    own Dask workers, they would keep the old build, so that promotion must go through Helm."""
-    for deployment in targets.values():
-        address = _dask_address(client, deployment)
-        if address:
-            raise SharedDaskCluster(
-                f"{deployment.name} runs its tasks on the Dask cluster at {address}, whose workers an API promotion "
-                "does not move (flow and task code would come from two builds)",
-                f"promote {target_env} with --values-file (its Helm values file) so the release moves as a whole",
-            )
 
 
 def _emit(record: audit.PromotionRecord) -> None:
