@@ -23,12 +23,7 @@ import os
 import posixpath
 from typing import Any
 
-from .storage import create_exclusive, precondition_failed, storage_access, url_of
-
-
-def _is_s3(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("s3", "s3a")
+from .storage import create_exclusive, is_s3, precondition_failed, storage_access, url_of
 
 
 def _digest(data: bytes) -> str:
@@ -44,7 +39,7 @@ def read_tagged(fs: Any, path: str) -> tuple[bytes, str] | None:
     """The object's content and tag, or None if there is none."""
     with storage_access("read", url_of(fs, path)):
         try:
-            if not _is_s3(fs):
+            if not is_s3(fs):
                 data: bytes = fs.cat_file(path)
                 return data, _digest(data)
             while True:  # the content read between two equal ETags is that version's
@@ -60,7 +55,7 @@ def create_tagged(fs: Any, path: str, data: bytes) -> str | None:
     """Create the object only if it does not exist; its tag, or None if it exists."""
     if not create_exclusive(fs, path, data):
         return None
-    if not _is_s3(fs):
+    if not is_s3(fs):
         return _digest(data)
     with storage_access("read", url_of(fs, path)):
         return _etag(fs, path)
@@ -69,7 +64,7 @@ def create_tagged(fs: Any, path: str, data: bytes) -> str | None:
 def replace_if(fs: Any, path: str, data: bytes, tag: str) -> str | None:
     """Replace the object with `data` if its tag is still `tag`; the new tag, or None if not."""
     with storage_access("write", url_of(fs, path)):
-        if _is_s3(fs):
+        if is_s3(fs):
             bucket, key, _ = fs.split_path(path)
             try:
                 response = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=tag)

@@ -149,10 +149,18 @@ def _shorten(url: str, limit: int = 300) -> str:
     return url if len(url) <= limit else url[: limit - 3] + "..."
 
 
+def protocol_of(fs: Any) -> str:
+    """The filesystem's main protocol (fsspec gives a name or a tuple of them)."""
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
+def is_s3(fs: Any) -> bool:
+    return protocol_of(fs) in ("s3", "s3a")
+
+
 def url_of(fs: Any, path: str) -> str:
     """The URL of a filesystem path, for messages (``s3://bucket/key``, or the local path)."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else str(fs.unstrip_protocol(path))
+    return path if protocol_of(fs) in ("file", "local") else str(fs.unstrip_protocol(path))
 
 
 @dataclass(frozen=True)
@@ -339,10 +347,9 @@ def remove_tree(fs: Any, path: str) -> None:
 def create_exclusive(fs: Any, path: str, data: bytes) -> bool:
     """Create `path` only if it does not exist (a conditional put on S3 and MinIO, ``O_EXCL`` on a
     local disk); False if it exists. What makes leases and append-only records safe without locks."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     try:
-        if protocol in ("s3", "s3a"):
+        if is_s3(fs):
             fs.pipe_file(path, data, mode="create")
         else:
             with fs.open(path, "xb") as handle:
